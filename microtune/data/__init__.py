@@ -1,0 +1,1 @@
+"""Micrograph datasets: ingest, preprocessing, on-disk format, synthetic micrographs."""

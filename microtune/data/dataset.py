@@ -1,0 +1,366 @@
+"""The on-disk dataset format, its content hash, and nested subsets by specimen.
+
+A dataset is a directory holding
+
+``manifest.json``
+    format version, count, resolution, channels, content sha256, class names (when masks exist),
+    one record per image (source file, specimen id, tile position, preprocessing parameters) and
+    the source files that were skipped, with the reason.
+``images.npy``
+    an ``(N, H, W)`` uint8 array (grayscale), memory-mappable.
+``masks.npy``
+    optional, an ``(N, H, W)`` uint8 array of class ids, same order as the images.
+
+Datasets are written by :class:`DatasetWriter` into a temporary directory beside the target and
+renamed into place only once complete, so a dataset appears whole or not at all.
+
+The content hash is the sha256 of a fixed prefix, the array shape, the image bytes in order and,
+when present, the mask bytes. It therefore changes if and only if the images, the masks or their
+order change; metadata (source names, preprocessing notes) does not enter it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microtune import __version__
+from microtune.errors import DatasetError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+IMAGES = "images.npy"
+MASKS = "masks.npy"
+_HASH_PREFIX = b"microtune-dataset-v1"
+
+
+class ContentHasher:
+    """Incremental content hash of a dataset (see the module docstring for the rule)."""
+
+    def __init__(self) -> None:
+        self._images = hashlib.sha256()
+        self._masks = hashlib.sha256()
+        self._count = 0
+        self._shape: tuple[int, int] | None = None
+        self._has_masks: bool | None = None
+
+    def update(self, image: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Add one image (and its mask) in dataset order."""
+        if self._has_masks is None:
+            self._has_masks = mask is not None
+        if (mask is not None) != self._has_masks:
+            raise ValueError("either every image has a mask or none has")
+        self._shape = image.shape
+        self._images.update(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
+        if mask is not None:
+            self._masks.update(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+        self._count += 1
+
+    def hexdigest(self) -> str:
+        """The hash of everything added so far."""
+        h = hashlib.sha256(_HASH_PREFIX)
+        h.update(json.dumps([self._count, list(self._shape or ())]).encode())
+        h.update(self._images.digest())
+        if self._has_masks:
+            h.update(b"masks")
+            h.update(self._masks.digest())
+        return h.hexdigest()
+
+
+def content_hash(images: np.ndarray, masks: np.ndarray | None = None) -> str:
+    """Content hash of an ``(N, H, W)`` image array and optional mask array."""
+    hasher = ContentHasher()
+    for i in range(images.shape[0]):
+        hasher.update(images[i], None if masks is None else masks[i])
+    return hasher.hexdigest()
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset directory opened for reading.
+
+    Use :meth:`open`; ``images`` and ``masks`` are read-only memory maps.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    images: np.ndarray
+    masks: np.ndarray | None
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Dataset:
+        """Open and validate a dataset directory (cheap: does not re-hash the content)."""
+        path = Path(path)
+        if not path.is_dir():
+            raise DatasetError(f"{path}: not a dataset directory (it does not exist or is a file).")
+        manifest_path = path / MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except FileNotFoundError:
+            raise DatasetError(f"{manifest_path}: missing; {path} is not a microtune dataset.") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{manifest_path}: unreadable manifest ({exc}).") from None
+        _check_manifest(manifest, manifest_path)
+        images = _load_array(path / IMAGES, manifest)
+        masks = _load_array(path / MASKS, manifest) if manifest.get("class_names") else None
+        return cls(path=path, manifest=manifest, images=images, masks=masks)
+
+    # -- metadata -------------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        """Number of images."""
+        return int(self.manifest["count"])
+
+    @property
+    def resolution(self) -> int:
+        """Side of the square images, in pixels."""
+        return int(self.manifest["resolution"])
+
+    @property
+    def channels(self) -> int:
+        """Channels per image (1: grayscale)."""
+        return int(self.manifest["channels"])
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the content as recorded in the manifest (see :meth:`verify`)."""
+        return str(self.manifest["content_sha256"])
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the mask classes, index = class id; None without masks."""
+        names = self.manifest.get("class_names")
+        return list(names) if names else None
+
+    @property
+    def specimens(self) -> np.ndarray:
+        """Specimen id of every image, as an array of strings."""
+        return np.array([rec["specimen"] for rec in self.manifest["images"]], dtype=object)
+
+    def verify(self) -> None:
+        """Re-hash the arrays and raise :class:`DatasetError` if they differ from the manifest."""
+        actual = content_hash(self.images, self.masks)
+        if actual != self.content_hash:
+            raise DatasetError(
+                f"{self.path}: content hash {actual[:12]} does not match the manifest's "
+                f"{self.content_hash[:12]}; the arrays were changed after the dataset was written."
+            )
+
+    # -- subsets --------------------------------------------------------------------------------
+    def subset(self, n: int, seed: int = 0) -> np.ndarray:
+        """Indices of a training subset of ``n`` images, stratified across specimens.
+
+        For one seed the subsets are nested (``subset(10) ⊂ subset(50) ⊂ …``), as the study's
+        training-set-size axis needs, and every prefix spreads its images over the specimens as
+        evenly as possible (per-specimen counts differ by at most one among specimens that still
+        have images left).
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted int64 indices into :attr:`images`.
+        """
+        return stratified_subset(self.specimens, n, seed)
+
+
+def stratified_subset(specimens: Sequence[str] | np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Nested, specimen-stratified subset of ``n`` indices (see :meth:`Dataset.subset`)."""
+    specimens = np.asarray(specimens, dtype=object)
+    total = len(specimens)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DatasetError(f"subset size must be a positive integer, got {n!r}.")
+    if n > total:
+        raise DatasetError(f"subset size {n} is larger than the dataset's {total} images.")
+    order = stratified_order(specimens, seed)
+    return np.sort(order[:n]).astype(np.int64)
+
+
+def stratified_order(specimens: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation of all indices whose every prefix is a stratified subset.
+
+    Specimens are visited in a seeded random order, round-robin, each contributing its images in
+    a seeded random order; exhausted specimens drop out of the rotation.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(set(specimens.tolist()))
+    rng.shuffle(names)
+    queues = []
+    for name in names:
+        members = np.flatnonzero(specimens == name)
+        queues.append(list(rng.permutation(members)))
+    order: list[int] = []
+    depth = 0
+    while len(order) < len(specimens):
+        for queue in queues:
+            if depth < len(queue):
+                order.append(int(queue[depth]))
+        depth += 1
+    return np.asarray(order, dtype=np.int64)
+
+
+def _check_manifest(manifest: Any, where: Path) -> None:
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{where}: the manifest is not a JSON object.")
+    for key in ("format_version", "count", "resolution", "channels", "content_sha256", "images"):
+        if key not in manifest:
+            raise DatasetError(f"{where}: the manifest has no '{key}' field.")
+    if manifest["format_version"] != FORMAT_VERSION:
+        raise DatasetError(
+            f"{where}: format_version {manifest['format_version']!r} is not supported "
+            f"(this microtune reads version {FORMAT_VERSION})."
+        )
+    if len(manifest["images"]) != manifest["count"]:
+        raise DatasetError(f"{where}: 'count' is {manifest['count']} but {len(manifest['images'])} images are listed.")
+
+
+def _load_array(path: Path, manifest: dict[str, Any]) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: missing from the dataset.") from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: unreadable array ({exc}).") from None
+    res = manifest["resolution"]
+    expected = (manifest["count"], res, res)
+    if array.dtype != np.uint8 or array.shape != expected:
+        raise DatasetError(
+            f"{path}: expected a uint8 array of shape {expected}, found {array.dtype} {array.shape}."
+        )
+    return array
+
+
+class DatasetWriter:
+    """Write a dataset atomically: stream images in, then :meth:`commit` renames it into place.
+
+    Parameters
+    ----------
+    out : path
+        Target directory; must not exist unless ``force`` (then it is replaced at commit time).
+    resolution : int
+        Side of the square images, in pixels.
+    with_masks : bool
+        Every image comes with a mask of class ids (class names are given to :meth:`commit`).
+    force : bool
+        Replace an existing ``out``.
+
+    Use as a context manager: leaving the block with an exception removes the temporary directory
+    and leaves ``out`` untouched.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        resolution: int,
+        with_masks: bool = False,
+        force: bool = False,
+    ) -> None:
+        self.out = Path(out).absolute()
+        if self.out.exists() and not force:
+            raise DatasetError(f"{self.out}: output already exists; pass --force to replace it.")
+        self.resolution = resolution
+        self.with_masks = with_masks
+        self.force = force
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        self._image_raw = open(self._tmp / "images.raw", "wb")
+        self._mask_raw = open(self._tmp / "masks.raw", "wb") if with_masks else None
+        self._hasher = ContentHasher()
+        self.records: list[dict[str, Any]] = []
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def add(self, image: np.ndarray, record: dict[str, Any], mask: np.ndarray | None = None) -> None:
+        """Append one ``(R, R)`` uint8 image, its manifest record and (with classes) its mask."""
+        shape = (self.resolution, self.resolution)
+        if image.dtype != np.uint8 or image.shape != shape:
+            raise ValueError(f"expected a uint8 image of shape {shape}, got {image.dtype} {image.shape}")
+        if (mask is None) != (self._mask_raw is None):
+            raise ValueError("a mask must be given exactly when the writer was made with_masks")
+        self._image_raw.write(np.ascontiguousarray(image).tobytes())
+        if mask is not None:
+            if mask.shape != shape:
+                raise ValueError(f"mask shape {mask.shape} differs from image shape {shape}")
+            self._mask_raw.write(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+        self._hasher.update(image, mask)
+        self.records.append(dict(record))
+
+    def commit(self, *, class_names: Sequence[str] | None = None, **extra: Any) -> Path:
+        """Finish the arrays and manifest and move the dataset into place; returns its path.
+
+        ``class_names`` (index = class id) is required exactly when the writer has masks;
+        ``extra`` fields are added to the manifest.
+        """
+        count = len(self.records)
+        if count == 0:
+            raise DatasetError(f"{self.out}: no images to write.")
+        if bool(class_names) != self.with_masks:
+            raise ValueError("class_names must be given exactly when the writer has masks")
+        self._image_raw.close()
+        _raw_to_npy(self._tmp / "images.raw", self._tmp / IMAGES, (count, self.resolution, self.resolution))
+        if self._mask_raw is not None:
+            self._mask_raw.close()
+            _raw_to_npy(self._tmp / "masks.raw", self._tmp / MASKS, (count, self.resolution, self.resolution))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created_by": f"microtune {__version__}",
+            "count": count,
+            "resolution": self.resolution,
+            "channels": 1,
+            "dtype": "uint8",
+            "content_sha256": self._hasher.hexdigest(),
+            "class_names": list(class_names) if class_names else None,
+            **extra,
+            "images": [{"index": i, **rec} for i, rec in enumerate(self.records)],
+        }
+        manifest.setdefault("skipped", [])
+        with open(self._tmp / MANIFEST, "w") as fh:
+            json.dump(manifest, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return self._move_into_place()
+
+    def abort(self) -> None:
+        """Discard everything written so far."""
+        for fh in (self._image_raw, self._mask_raw):
+            if fh is not None and not fh.closed:
+                fh.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _move_into_place(self) -> Path:
+        old = None
+        if self.out.exists():
+            if not self.force:
+                self.abort()
+                raise DatasetError(f"{self.out}: output appeared while writing; pass --force to replace it.")
+            old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+            os.replace(self.out, old)
+        os.replace(self._tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.out
+
+
+def _raw_to_npy(raw: Path, npy: Path, shape: tuple[int, int, int]) -> None:
+    """Prefix a raw uint8 byte stream with a .npy header (streamed, bounded memory)."""
+    with open(npy, "wb") as out, open(raw, "rb") as src:
+        header = {"descr": "|u1", "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(out, header)
+        shutil.copyfileobj(src, out, length=16 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+    raw.unlink()
