@@ -119,7 +119,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", metavar="OUT", help="dataset directory (or image folder with --as-images) to create")
     p.add_argument("--count", type=_positive_int, default=64, help="number of images (default 64)")
     p.add_argument("--resolution", type=_positive_int, default=256, help="image side in pixels, a power of two (default 256)")
-    p.add_argument("--specimens", type=_positive_int, default=4, help="number of specimens (default 4)")
+    p.add_argument("--specimens", type=_positive_int, default=None,
+                   help="number of specimens (default: 4, or --count if smaller)")
     p.add_argument("--seed", type=_positive_int, default=0, help="random seed (default 0)")
     p.add_argument("--inclusions", action="store_true", help="add a minor third phase (3 classes, as in HPTL)")
     p.add_argument("--as-images", action="store_true",
@@ -133,6 +134,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 def _synth(args: argparse.Namespace) -> int:
     from microtune.data.synth import CLASS_NAMES, synthesize
 
+    if args.specimens is None:
+        args.specimens = max(1, min(4, args.count))
     stream = synthesize(count=args.count, resolution=args.resolution, specimens=args.specimens,
                         seed=args.seed, inclusions=args.inclusions)
     class_names = list(CLASS_NAMES[: 3 if args.inclusions else 2])

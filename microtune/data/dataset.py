@@ -271,7 +271,9 @@ class DatasetWriter:
         self.with_masks = with_masks
         self.force = force
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
+        _remove_stale_partials(self.out)
+        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-{os.getpid()}-",
+                                          dir=self.out.parent))
         self._image_raw = open(self._tmp / "images.raw", "wb")
         self._mask_raw = open(self._tmp / "masks.raw", "wb") if with_masks else None
         self._hasher = ContentHasher()
@@ -353,6 +355,18 @@ class DatasetWriter:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove temporary directories left by writers of ``out`` that were killed."""
+    for stale in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            pid = int(stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
 
 
 def _raw_to_npy(raw: Path, npy: Path, shape: tuple[int, int, int]) -> None:

@@ -10,7 +10,7 @@ Supported: PNG, TIFF (8- and 16-bit, first page), JPEG, BMP. Rules:
   own [min, max] range onto [0, 255], rounded to nearest. SEM detectors often fill only 10–14 of the
   16 bits, so a fixed division by 257 would leave such images nearly black; the stretch keeps all
   the grey levels the detector produced, and histogram matching normalises contrast afterwards. A
-  constant image maps to 0. A warning records the original range.
+  constant image maps to 0. The manifest records the original range.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def _read_tiff(path: Path) -> np.ndarray:
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
-                raise DatasetError(f"{path}: TIFF file has no pages.")
+                raise DatasetError(f"{path}: unreadable or truncated TIFF (no image pages found).")
             page = tif.pages[0]
             array = page.asarray()
             if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
@@ -135,7 +135,6 @@ def to_gray8(array: np.ndarray, path: str | Path = "<array>") -> IngestedImage:
     else:
         pixels, lo, hi = _stretch(array)
         conversions.append(f"{source_dtype} stretch {lo:g}..{hi:g}->0..255")
-        notes.append(f"{path}: {source_dtype} image scaled to 8 bits by stretching its range {lo:g}..{hi:g}.")
     return IngestedImage(pixels=np.ascontiguousarray(pixels), source_dtype=source_dtype,
                          conversions=conversions, warnings=notes)
 
