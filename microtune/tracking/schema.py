@@ -1,0 +1,70 @@
+"""Every MLflow key microtune writes or reads: metrics, tags, params and artifact paths.
+
+analysis/ imports this module too, so a renamed key breaks loudly in one place. Conventions
+(DESIGN.md, "Interfaces that others depend on"):
+
+- One experiment per study (the spec's ``name``); a parent run per launch; one child run per trial
+  carrying the tag ``mlflow.parentRunId``.
+- Params: the flat resolved configuration of the trial.
+- Metric step: images shown to the discriminator (nimg). ``kimg`` is also logged as a metric at
+  each report so that plots can use it directly.
+"""
+
+from __future__ import annotations
+
+# -- metrics (step = nimg) -------------------------------------------------------------------------
+FID = "fid"
+KID = "kid"
+PRECISION = "precision"
+RECALL = "recall"
+ADA_P = "ada_p"
+ADA_RT = "ada_rt"
+LOSS_G = "loss_G"
+LOSS_D = "loss_D"
+SEC_PER_KIMG = "sec_per_kimg"
+KIMG = "kimg"
+SEG_ACC = "seg_acc"
+SEG_MIOU = "seg_miou"
+SEG_TRAIN_LOSS = "seg_train_loss"
+SEG_TEST_LOSS = "seg_test_loss"
+SEG_INFER_MS = "seg_infer_ms"
+BEST_FID = "best_fid"
+BEST_RECALL = "best_recall"
+TRIAL_SECONDS = "trial_seconds"        # wall-clock seconds the trial has trained
+ENERGY_KWH = "energy_kwh"              # when the device reports power
+
+GAN_METRICS = (FID, KID, PRECISION, RECALL, ADA_P, ADA_RT, LOSS_G, LOSS_D, SEC_PER_KIMG, KIMG)
+SEG_METRICS = (SEG_ACC, SEG_MIOU, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS)
+# Metrics where smaller is better; everything else in GAN_METRICS/SEG_METRICS that is scored is
+# larger-is-better.
+LOWER_IS_BETTER = frozenset({FID, KID, LOSS_G, LOSS_D, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS})
+
+# -- tags -------------------------------------------------------------------------------------------
+PARENT_RUN_ID = "mlflow.parentRunId"   # MLflow's own nesting tag
+RUN_NAME = "mlflow.runName"
+STUDY = "study"                        # the spec's name
+SPEC_HASH = "spec_hash"                # sha256 of the resolved spec
+GIT_SHA = "git_sha"
+DETECTOR = "detector"                  # e.g. "inception-v3-tf:<sha12>" or "random-seed:0"
+DEVICE = "device"                      # e.g. "cpu", "cuda:NVIDIA H100"
+ROLE = "microtune.role"                # "study" (parent) or "trial" (child)
+TRIAL_ID = "trial_id"                  # Ray Tune trial id
+TRIAL_STATUS = "trial_status"          # "RUNNING", "FINISHED", "FAILED", "STOPPED" (early-stopped)
+MODEL = "model"                        # "stylegan2", "dcgan", "hptl", or a baseline name
+
+ROLE_STUDY = "study"
+ROLE_TRIAL = "trial"
+
+# -- params (flat resolved config; these are the study axes analysis groups by) ---------------------
+AXIS_AUGPIPE = "augpipe"
+AXIS_TARGET = "ada_target"
+AXIS_SUBSET = "subset"
+AXIS_SEED = "seed"
+AXIS_MODEL = "model"
+AXES = (AXIS_AUGPIPE, AXIS_TARGET, AXIS_SUBSET, AXIS_SEED, AXIS_MODEL)
+
+# -- artifacts ---------------------------------------------------------------------------------------
+ARTIFACT_CONFIG = "config/resolved_config.json"
+ARTIFACT_SAMPLES_DIR = "samples"
+ARTIFACT_CHECKPOINT_FINAL = "checkpoints/final.pt"
+ARTIFACT_CHECKPOINT_BEST = "checkpoints/best.pt"
