@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "microtune.data.commands",
     "microtune.gan.commands",
     "microtune.metrics.commands",
+    "microtune.sweep.commands",
 )
 
 

@@ -118,7 +118,7 @@ def describe(spec: StudySpec) -> list[str]:
         names = [*spec.grid, "seed"]
         widths = [max(len(n), *(len(str(t[n])) for t in trials)) for n in names]
         head.append("  #    " + "  ".join(n.ljust(w) for n, w in zip(names, widths)))
-        head.extend(f"  {k:<4d} " + "  ".join(str(t[n]).ljust(w) for n, w in zip(names, widths))
+        head.extend((f"  {k:<4d} " + "  ".join(str(t[n]).ljust(w) for n, w in zip(names, widths))).rstrip()
                     for k, t in enumerate(trials))
         return head
     objectives = ", ".join(f"{o.mode} {o.metric}" for o in spec.objectives)

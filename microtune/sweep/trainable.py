@@ -1,0 +1,226 @@
+"""One trial: Ray config → GAN training with evaluation → MLflow child run + Tune reports.
+
+This module knows nothing of ``ray.tune``: :mod:`microtune.sweep.runner` wraps :func:`run_trial`
+in a function trainable and hands it a :class:`Session` that talks to Tune. That keeps the one
+importer of ``ray.tune`` in the runner and lets this code run (and be tested) without Ray.
+
+What a trial does
+
+1. Resolve its training options: the spec's fixed ``train`` options, the trial's overrides (the
+   study axes and ``seed``), the evaluation interval; snapshots coincide with evaluations so that
+   every report to Tune carries a checkpoint of exactly that moment.
+2. Open (or, after a retry, re-open) its MLflow child run; the run id travels inside the Tune
+   checkpoint so a resumed trial keeps logging into the same run.
+3. Train. At every tick the losses, ADA p and r_t go to MLflow (step = nimg); at every evaluation
+   the metrics and best-so-far values go to MLflow and to Tune with the checkpoint. Steps that were
+   logged before a crash are not logged again after the resume: curves stay continuous.
+4. At the end: the final and best generator snapshots and the last sample grid as artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from microtune.sweep.space import eval_every_kimg, trial_overrides
+from microtune.sweep.spec import StudySpec
+from microtune.tracking import schema
+
+TRIAL_STATE = "microtune_trial.json"      # inside every Tune checkpoint
+GAN_CHECKPOINT = "checkpoint-latest.pt"   # the training loop's full-state checkpoint
+RUN_ID_KEY = "mlflow_run_id"              # reported to Tune so the driver can close the run
+
+
+class Session(Protocol):
+    """What a trial needs from the orchestrator (Tune, or a plain loop in tests)."""
+
+    def trial_id(self) -> str: ...
+    def trial_dir(self) -> Path: ...
+    def restored_dir(self) -> Path | None: ...
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything constant across the trials of one launch (shipped to workers once)."""
+
+    spec: StudySpec
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    git_sha: str = "unknown"
+    cache_dir: str | None = None                       # real-statistics cache shared by trials
+    detector_weights: tuple[str, ...] = ()             # detector weight files or folders
+
+
+@dataclass
+class TrialState:
+    """What a trial carries across restarts (saved in every Tune checkpoint)."""
+
+    run_id: str | None = None
+    logged_nimg: int = -1                               # highest step already logged to MLflow
+    best: dict[str, float] = field(default_factory=dict)  # best_fid, best_recall
+    best_nimg: int | None = None                        # when best_fid was reached
+
+    @classmethod
+    def load(cls, directory: Path | None) -> TrialState:
+        if directory is None or not (directory / TRIAL_STATE).exists():
+            return cls()
+        return cls(**json.loads((directory / TRIAL_STATE).read_text()))
+
+    def save(self, directory: Path) -> None:
+        (directory / TRIAL_STATE).write_text(json.dumps(self.__dict__))
+
+
+def resolve_options(spec: StudySpec, overrides: dict[str, Any], resolution: int):
+    """The trial's :class:`~microtune.gan.config.TrainOptions`."""
+    from microtune.gan.config import make_options
+
+    every = eval_every_kimg(spec)
+    values = {k: v for k, v in spec.train.items() if k != "cfg"}
+    values.update({k: v for k, v in overrides.items() if k != "cfg"})
+    values.update(eval_every_kimg=every, snapshot_every_kimg=every)
+    values.setdefault("tick_kimg", min(every, float(spec.train.get("tick_kimg", every))))
+    cfg = overrides.get("cfg", spec.train.get("cfg", "auto"))
+    return make_options(cfg=cfg, model=spec.model, resolution=resolution, **values)
+
+
+def update_best(best: dict[str, float], metrics: dict[str, float]) -> bool:
+    """Fold ``metrics`` into best-so-far values; True when best FID improved."""
+    improved = False
+    if schema.FID in metrics and metrics[schema.FID] < best.get(schema.BEST_FID, float("inf")):
+        best[schema.BEST_FID] = metrics[schema.FID]
+        improved = True
+    if schema.RECALL in metrics and metrics[schema.RECALL] > best.get(schema.BEST_RECALL, float("-inf")):
+        best[schema.BEST_RECALL] = metrics[schema.RECALL]
+    return improved
+
+
+def run_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
+    """Run one trial to the end (or until Tune stops it); returns the last metrics."""
+    from microtune.data.dataset import Dataset
+    from microtune.gan.loop import train
+    from microtune.tracking.mlflow_io import Tracker
+
+    spec = ctx.spec
+    overrides = trial_overrides(spec, config)
+    dataset = Dataset.open(spec.dataset)
+    options = resolve_options(spec, overrides, dataset.resolution)
+    trial_dir = Path(session.trial_dir())
+    work = trial_dir / "train"
+    restored = session.restored_dir()
+    state = TrialState.load(restored)
+    tracker = Tracker(ctx.tracking_uri, spool_dir=trial_dir / "mlflow-spool")
+    if state.run_id is None:
+        state.run_id = _start_run(tracker, ctx, session.trial_id(), overrides, options, work)
+    evaluate, detector = _evaluator(ctx, dataset, options)
+    if detector:
+        tracker.set_tags(state.run_id, {schema.DETECTOR: detector})
+
+    def report(nimg: int, metrics: dict[str, float]) -> None:
+        metrics = {**metrics, schema.KIMG: nimg / 1000.0}
+        evaluated = any(k in metrics for k in (schema.FID, schema.KID, schema.RECALL, schema.PRECISION))
+        if update_best(state.best, metrics):
+            state.best_nimg = nimg
+        if nimg > state.logged_nimg:
+            tracker.log_metrics(state.run_id, {**metrics, **(state.best if evaluated else {})}, step=nimg)
+            state.logged_nimg = nimg
+        if evaluated or (evaluate is None and (work / GAN_CHECKPOINT).exists() and _snapshot_at(work, nimg)):
+            _report_with_checkpoint(session, work, state, {**metrics, **state.best, RUN_ID_KEY: state.run_id})
+
+    resume_from = restored / GAN_CHECKPOINT if restored is not None and (restored / GAN_CHECKPOINT).exists() else None
+    result = train(options, dataset=dataset, run_dir=work, report=report, evaluate=evaluate, resume_from=resume_from)
+    _log_final_artifacts(tracker, state, work)
+    tracker.end_run(state.run_id, "FINISHED")
+    tracker.flush()
+    return dict(result.metrics)
+
+
+def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[str, Any], options: Any,
+               work: Path) -> str:
+    from microtune.gan.loop import select_device
+
+    spec = ctx.spec
+    device = select_device(options.device)
+    name = "-".join(f"{k}={v}" for k, v in overrides.items())
+    run_id = tracker.start_trial_run(
+        ctx.experiment_id, parent_run_id=ctx.parent_run_id, name=f"{trial_id} {name}",
+        tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
+              schema.TRIAL_ID: trial_id, schema.MODEL: spec.model, schema.DEVICE: _device_name(device),
+              schema.DETECTOR: spec.detector if spec.protocols else "none"},
+        params={**options.to_dict(), **overrides, "dataset": str(spec.dataset)},
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    resolved = work / "resolved_config.json"
+    resolved.write_text(json.dumps({"options": options.to_dict(), "overrides": overrides,
+                                    "spec": spec.to_dict()}, indent=1, default=str))
+    tracker.log_artifact(run_id, resolved, os.path.dirname(schema.ARTIFACT_CONFIG))
+    return run_id
+
+
+def _device_name(device: Any) -> str:
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return str(device)
+
+
+def _evaluator(ctx: TrialContext, dataset: Any, options: Any):
+    """(evaluate(G, nimg) -> dict, detector tag) or (None, None) when the spec measures nothing."""
+    spec = ctx.spec
+    if not spec.protocols:
+        return None, None
+    from microtune.metrics import generator_sampler, make_evaluator
+
+    evaluator = make_evaluator(dataset, metrics=spec.protocols, detector=spec.detector,
+                               detector_weights=list(ctx.detector_weights) or None,
+                               cache_dir=ctx.cache_dir, device=options.device)
+
+    def evaluate(generator: Any, nimg: int) -> dict[str, float]:
+        return evaluator(generator_sampler(generator, seed=0), nimg)
+
+    return evaluate, evaluator.detector
+
+
+def _snapshot_at(work: Path, nimg: int) -> bool:
+    return (work / f"network-nimg{nimg:09d}.pt").exists()
+
+
+def _report_with_checkpoint(session: Session, work: Path, state: TrialState, metrics: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="microtune-ckpt-") as tmp:
+        tmp_path = Path(tmp)
+        source = work / GAN_CHECKPOINT
+        if source.exists():
+            try:
+                os.link(source, tmp_path / GAN_CHECKPOINT)
+            except OSError:
+                shutil.copy2(source, tmp_path / GAN_CHECKPOINT)
+        state.save(tmp_path)
+        session.report(metrics, tmp_path)
+
+
+def _log_final_artifacts(tracker: Any, state: TrialState, work: Path) -> None:
+    networks = sorted(work.glob("network-nimg*.pt"))
+    if networks:
+        tracker.log_artifact(state.run_id, networks[-1], "checkpoints/final")
+    if state.best_nimg is not None and (work / f"network-nimg{state.best_nimg:09d}.pt").exists():
+        tracker.log_artifact(state.run_id, work / f"network-nimg{state.best_nimg:09d}.pt", "checkpoints/best")
+    grids = sorted(work.glob("samples-nimg*.png"))
+    for grid in grids[-1:]:
+        tracker.log_artifact(state.run_id, grid, schema.ARTIFACT_SAMPLES_DIR)
+
+
+def git_sha(project_dir: Path) -> str:
+    """The project's commit, or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
