@@ -1,0 +1,206 @@
+"""``microtune train``, ``microtune generate`` and ``microtune interpolate``.
+
+``register(subparsers)`` adds the three commands; every handler imports torch lazily (so that
+``microtune --help`` stays fast), validates before any work starts, raises MicrotuneError with one
+sentence on bad input, and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from microtune.errors import MicrotuneError
+from microtune.gan.config import AUGPIPE_NAMES, CFG_NAMES, MODEL_NAMES
+
+TRAIN_HELP = """\
+Train one StyleGAN2-ADA (or DCGAN) run on a prepared dataset, without Ray. Writes into RUN the
+resolved options (options.json), a log, sample grids and G_ema snapshots every
+--snapshot-every-kimg, and the full training state (checkpoint-latest.pt) from which --resume
+continues exactly (networks, optimisers, ADA p, images shown, RNG). Lengths are in kimg: thousands
+of real images shown to the discriminator."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``generate`` and ``interpolate`` to a ``microtune`` subparsers object."""
+    _add_train(subparsers)
+    _add_generate(subparsers)
+    _add_interpolate(subparsers)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one GAN run (StyleGAN2-ADA or DCGAN)", description=TRAIN_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", metavar="DS", help="dataset directory (from `microtune data prepare|synth`)")
+    p.add_argument("--out", metavar="RUN", required=True, help="run directory to write (created if missing)")
+    p.add_argument("--cfg", choices=CFG_NAMES, default="auto",
+                   help="preset: paper256/paper512/stylegan2 (ADA paper), auto (ADA formulas from the "
+                        "resolution), tiny (CPU-sized), demo (smaller still); default auto")
+    p.add_argument("--model", choices=MODEL_NAMES, default="stylegan2", help="network family (default stylegan2)")
+    p.add_argument("--augpipe", choices=AUGPIPE_NAMES, help="ADA augmentation preset (default bg; none for dcgan)")
+    p.add_argument("--target", type=float, metavar="RT", help="ADA target r_t for adaptive p (default 0.6)")
+    p.add_argument("--p", type=float, metavar="P", help="fixed augmentation probability (disables adaptive p)")
+    p.add_argument("--lumaflip", choices=("on", "off"), help="ADA luma flip (default off on 1-channel data)")
+    p.add_argument("--kimg", type=float, help="training length in kimg (default from --cfg: 25000)")
+    p.add_argument("--tick-kimg", type=float, help="progress report interval in kimg")
+    p.add_argument("--eval-every-kimg", type=float, help="metric evaluation interval in kimg")
+    p.add_argument("--snapshot-every-kimg", type=float, help="sample grid + checkpoint interval in kimg")
+    p.add_argument("--batch", type=int, help="minibatch size (overrides --cfg)")
+    p.add_argument("--gamma", type=float, help="R1 weight (overrides --cfg)")
+    p.add_argument("--subset", type=int, metavar="N", help="train on a nested subset of N images (by specimen)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--resume", nargs="?", const="", metavar="CKPT",
+                   help="continue from CKPT, or from RUN/checkpoint-latest.pt when no path is given")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device (default auto)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the main (unregularised) passes")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16 autocasts the unregularised passes (regularisers stay fp32); default fp32")
+    p.add_argument("--metrics", default="", help="comma-separated metrics per evaluation: fid,kid,pr (default none)")
+    p.add_argument("--metrics-num-gen", type=int, help="generated images per metric (default 50000)")
+    p.add_argument("--detector", default="standard", help="feature network: standard or random-seed:N (offline)")
+    p.add_argument("--detector-weights", action="append", default=[], metavar="PATH", help="detector weight file(s)")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache for detector weights and real statistics")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
+    p.set_defaults(handler=run_train)
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="write images from a trained generator",
+                       description="Write one PNG per seed (seedNNNN.png) from a checkpoint's EMA generator, "
+                                   "optionally with a grid of all of them.")
+    p.add_argument("--ckpt", required=True, metavar="CKPT", help="checkpoint file or run directory")
+    p.add_argument("--seeds", default="0-15", help="seeds like 0-15 or 1,5,9 (default 0-15)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1: none)")
+    p.add_argument("--grid", action="store_true", help="also write grid.png")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device (default auto)")
+    p.set_defaults(handler=run_generate)
+
+
+def _add_interpolate(sub) -> None:
+    p = sub.add_parser("interpolate", help="slerp video between two seeds",
+                       description="Spherical linear interpolation between the latents of two seeds (as in the "
+                                   "SEM study's Fig. 5): writes FILE.mp4, every frame as PNG in FILE_frames/, and "
+                                   "FILE_figure.png with the start, four intermediate frames and the end.")
+    p.add_argument("--ckpt", required=True, metavar="CKPT", help="checkpoint file or run directory")
+    p.add_argument("--seeds", required=True, metavar="A,B", help="the two seeds, e.g. 0,1")
+    p.add_argument("--frames", type=int, default=120, help="number of frames including both ends (default 120)")
+    p.add_argument("--fps", type=float, default=30.0, help="frames per second (default 30)")
+    p.add_argument("--out", required=True, metavar="FILE.mp4", help="video file to write")
+    p.add_argument("--space", choices=("z", "w"), default="z", help="interpolate in z or in w (StyleGAN2 only)")
+    p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi (default 1: none)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="device (default auto)")
+    p.set_defaults(handler=run_interpolate)
+
+
+def _overrides(args) -> dict:
+    """Only the options the user set (None keeps the preset's value)."""
+    values = {
+        "augpipe": args.augpipe, "kimg": args.kimg, "tick_kimg": args.tick_kimg, "batch": args.batch,
+        "gamma": args.gamma, "eval_every_kimg": args.eval_every_kimg, "snapshot_every_kimg": args.snapshot_every_kimg,
+        "subset": args.subset,
+    }
+    out = {k: v for k, v in values.items() if v is not None}
+    if args.target is not None and args.p is not None:
+        raise MicrotuneError("--target and --p exclude each other: --p fixes p, --target adapts it.")
+    if args.target is not None:
+        out["ada_target"] = args.target
+    if args.p is not None:
+        out.update(ada_target=None, p=args.p)
+    if args.lumaflip is not None:
+        out["lumaflip"] = args.lumaflip == "on"
+    out.update(seed=args.seed, device=args.device, compile=args.compile, num_threads=args.threads,
+               precision=args.precision)
+    return out
+
+
+def _open_dataset(path):
+    from microtune.data.dataset import Dataset
+
+    return Dataset.open(path)
+
+
+def resolve_train_options(args):
+    """(options, dataset, resume path) from parsed ``train`` arguments; validates everything."""
+    from microtune.gan.config import make_options
+
+    run = Path(args.out)
+    resume = None
+    if args.resume is not None:
+        resume = Path(args.resume) if args.resume else run / "checkpoint-latest.pt"
+        if not resume.exists():
+            raise MicrotuneError(f"--resume: checkpoint {resume} does not exist.")
+    if args.data is None:
+        raise MicrotuneError("--data is required: give the dataset directory to train on.")
+    dataset = _open_dataset(args.data)
+    if dataset.channels not in (1, 3):
+        raise MicrotuneError(f"--data {args.data} has {dataset.channels} channels; 1 or 3 are supported.")
+    options = make_options(cfg=args.cfg, model=args.model, resolution=dataset.resolution,
+                           img_channels=dataset.channels, **_overrides(args))
+    if options.subset is not None and options.subset > dataset.count:
+        raise MicrotuneError(f"--subset {options.subset} exceeds the {dataset.count} images of {args.data}.")
+    return options, dataset, resume
+
+
+def _evaluator(args, dataset):
+    names = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    if not names:
+        return None
+    from microtune.metrics.evaluator import make_evaluator
+
+    return make_evaluator(dataset, names, num_gen=args.metrics_num_gen, detector=args.detector,
+                          detector_weights=args.detector_weights, cache_dir=args.cache_dir, device=args.device)
+
+
+def run_train(args) -> int:
+    options, dataset, resume = resolve_train_options(args)
+    if args.dry_run:
+        print(json.dumps(options.to_dict(), indent=2, sort_keys=True))
+        return 0
+    from microtune.gan.loop import train
+
+    result = train(options, dataset=dataset, run_dir=args.out, evaluate=_evaluator(args, dataset),
+                   resume_from=resume, log=lambda line: print(line, flush=True))
+    print(f"checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _device(name: str):
+    from microtune.gan.loop import select_device
+
+    return select_device(name)
+
+
+def run_generate(args) -> int:
+    from microtune.gan.checkpoint import load_generator, resolve_checkpoint
+    from microtune.gan.generate import parse_seeds, write_images
+
+    seeds = parse_seeds(args.seeds)
+    device = _device(args.device)
+    G, _ = load_generator(resolve_checkpoint(args.ckpt), device=device)
+    paths = write_images(G, seeds, args.out, truncation_psi=args.trunc, grid=args.grid, device=device)
+    print(f"wrote {len(paths)} images to {args.out}")
+    return 0
+
+
+def run_interpolate(args) -> int:
+    from microtune.gan.checkpoint import load_generator, resolve_checkpoint
+    from microtune.gan.generate import interpolation_frames, parse_seeds, write_interpolation
+
+    seeds = parse_seeds(args.seeds)
+    if len(seeds) != 2:
+        raise MicrotuneError(f"--seeds must name exactly two seeds like 0,1, got {args.seeds!r}.")
+    if not str(args.out).lower().endswith(".mp4"):
+        raise MicrotuneError(f"--out must be an .mp4 file, got {args.out!r}.")
+    if args.fps <= 0:
+        raise MicrotuneError(f"--fps must be positive, got {args.fps}.")
+    device = _device(args.device)
+    G, _ = load_generator(resolve_checkpoint(args.ckpt), device=device)
+    frames = interpolation_frames(G, seeds[0], seeds[1], args.frames, space=args.space,
+                                  truncation_psi=args.trunc, device=device)
+    written = write_interpolation(frames, args.out, fps=args.fps)
+    print(f"wrote {written['video']}, {len(frames)} frames in {written['frames']}, figure {written['figure']}", file=sys.stdout)
+    return 0
