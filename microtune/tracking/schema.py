@@ -51,6 +51,7 @@ ROLE = "microtune.role"                # "study" (parent) or "trial" (child)
 TRIAL_ID = "trial_id"                  # Ray Tune trial id
 TRIAL_STATUS = "trial_status"          # "RUNNING", "FINISHED", "FAILED", "STOPPED" (early-stopped)
 MODEL = "model"                        # "stylegan2", "dcgan", "hptl", or a baseline name
+RUN_KEY = "microtune.run_key"          # client-made key of a run: replays find the run by it
 
 ROLE_STUDY = "study"
 ROLE_TRIAL = "trial"
@@ -62,6 +63,10 @@ AXIS_SUBSET = "subset"
 AXIS_SEED = "seed"
 AXIS_MODEL = "model"
 AXES = (AXIS_AUGPIPE, AXIS_TARGET, AXIS_SUBSET, AXIS_SEED, AXIS_MODEL)
+# Images in the whole dataset: gives the training-set size of trials with subset None ("all").
+PARAM_DATASET_SIZE = "dataset_size"
+# Segmentation method label of a trial (HPTL tables): e.g. "HPTL", "HPTL-2H", "HPTL-R", "FCN-8s", "otsu".
+PARAM_METHOD = "method"
 
 # -- artifacts ---------------------------------------------------------------------------------------
 ARTIFACT_CONFIG = "config/resolved_config.json"

@@ -1,0 +1,39 @@
+"""Fig. 1 of the SEM study: FID against kimg per augmentation type, and the best FID per type.
+
+``python analysis/augmentations.py --tracking-uri URI --experiment NAME --out DIR``
+
+Reads trial runs with param ``augpipe`` and metric ``fid`` (step = images shown to D). Writes
+``augmentations.png/.pdf`` and ``augmentations_best_fid.csv/.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis import common  # noqa: E402
+from analysis.figures import axis_study  # noqa: E402
+from analysis.loader import StudyData, load_study  # noqa: E402
+from microtune.tracking import schema  # noqa: E402
+
+DESCRIPTION = "FID against kimg per augmentation type, and the best FID per type (the study's Fig. 1)."
+
+
+def make(study: StudyData, out: Path) -> list[Path]:
+    """Write the figure and table for a loaded study; returns the files."""
+    return axis_study(study, out, axis=schema.AXIS_AUGPIPE, axis_name="augmentation type (augpipe)",
+                      stem="augmentations", what="FID by augmentation type")
+
+
+def main(argv=None) -> int:
+    def body(args):
+        return make(load_study(args.tracking_uri, args.experiment, detector=args.detector, launch=args.launch), args.out)
+
+    return common.run(body, DESCRIPTION, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
