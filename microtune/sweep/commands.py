@@ -92,10 +92,10 @@ def _sync(args: argparse.Namespace) -> int:
 
     study_dir = runner.resolve_study(args.study, Path.cwd(), _absolute(args.storage))
     record = runner.StudyRecord.load(study_dir)
-    spools = sorted(p for p in study_dir.rglob("*spool*") if p.is_dir())
-    delivered = sync_spools(spools, args.tracking_uri or record.tracking_uri)
-    print(f"delivered {delivered} record(s) from {len(spools)} spool(s)")
-    return 0
+    result = sync_spools([study_dir], args.tracking_uri or record.tracking_uri)
+    print(f"delivered {result['delivered']} record(s) from {result['spools']} spool(s); "
+          f"{result['pending']} still pending")
+    return 0 if result["pending"] == 0 else 1
 
 
 def _absolute(path: str | None) -> str | None:

@@ -96,7 +96,7 @@ def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     run_trial(config, context, _TuneSession())
 
 
-def _progress_callback(total: int, spec: StudySpec, tracker: Any):
+def _progress_callback(total: int, spec: StudySpec, tracking_uri: str, spool_dir: Path | None):
     from ray.tune import Callback
 
     metric, mode = _headline(spec)
@@ -107,6 +107,18 @@ def _progress_callback(total: int, spec: StudySpec, tracker: Any):
         def __init__(self) -> None:
             self.done = 0
             self.best: tuple[float, str] | None = None
+            self._tracker: Any = None
+
+        def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with its state
+            return {**self.__dict__, "_tracker": None}
+
+        @property
+        def tracker(self) -> Any:
+            if self._tracker is None:
+                from microtune.tracking.mlflow_io import Tracker
+
+                self._tracker = Tracker(tracking_uri, spool_dir=spool_dir)
+            return self._tracker
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             value = result.get(metric)
@@ -122,8 +134,8 @@ def _progress_callback(total: int, spec: StudySpec, tracker: Any):
             run_id = (trial.last_result or {}).get(RUN_ID_KEY)
             if run_id:
                 try:
-                    tracker.set_tags(run_id, {schema.TRIAL_STATUS: status})
-                    tracker.end_run(run_id, "FAILED" if status == "FAILED" else "FINISHED")
+                    self.tracker.set_tags(run_id, {schema.TRIAL_STATUS: status})
+                    self.tracker.end_run(run_id, "FAILED" if status == "FAILED" else "FINISHED")
                 except Exception as exc:  # tracking must never stop the sweep
                     log.warning("could not close MLflow run %s: %s", run_id, exc)
             best = f", best {metric} {self.best[0]:.4g}" if self.best else ""
@@ -251,7 +263,7 @@ def launch(spec: StudySpec, *, project_dir: Path, address: str | None = None, tr
     experiment_id = tracker.ensure_experiment(spec.name)
     sha = git_sha(project_dir)
     parent = tracker.start_study_run(
-        experiment_id, name=f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        spec.name, name=f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
         tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: sha,
               schema.MODEL: spec.model, schema.DETECTOR: spec.detector if spec.protocols else "none"},
         params={"trials": spec.trial_count(), "method": spec.method, "scheduler": spec.scheduler,
@@ -279,13 +291,17 @@ def resume(name_or_path: str, *, project_dir: Path, address: str | None = None, 
 
 def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, address: str | None,
          max_concurrent: int | None, *, restore: bool) -> int:
+    # Tune saves its experiment state at most every 10 s by default; a driver killed in between
+    # loses what happened since. Every 2 s costs little with tens of trials.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     from ray import tune
 
     context = TrialContext(spec=spec, tracking_uri=record.tracking_uri, experiment_id=record.experiment_id,
                            parent_run_id=record.parent_run_id, git_sha=record.git_sha, cache_dir=record.cache_dir,
                            detector_weights=tuple(record.detector_weights))
     _init_ray(address)
-    callbacks = [_progress_callback(spec.trial_count(), spec, tracker)]
+    spool = Path(storage) / spec.name / "callback-spool" if "://" not in storage else None
+    callbacks = [_progress_callback(spec.trial_count(), spec, record.tracking_uri, spool)]
     print(f"study {spec.name}: {spec.trial_count()} trials, results in {storage}/{spec.name}", flush=True)
     if restore:
         path = f"{storage}/{spec.name}"
@@ -301,9 +317,27 @@ def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, addre
     tracker.set_tags(record.parent_run_id, {"trials_failed": str(failed), "trials": str(len(results))})
     tracker.end_run(record.parent_run_id, "FAILED" if failed else "FINISHED")
     tracker.flush()
+    if "://" not in storage:
+        _deliver_leftovers(Path(storage) / spec.name, record.tracking_uri, spec.name)
     print(f"study {spec.name}: {len(results) - failed}/{len(results)} trials finished; "
           f"MLflow experiment {spec.name!r} at {record.tracking_uri}", flush=True)
     return 1 if failed else 0
+
+
+def _deliver_leftovers(study_dir: Path, tracking_uri: str, name: str) -> None:
+    """Deliver what trials and the driver spooled while MLflow was unreachable (waits a while)."""
+    from microtune.tracking.mlflow_io import sync_spools
+
+    deadline = time.monotonic() + float(os.environ.get("MICROTUNE_SYNC_TIMEOUT_S", "120"))
+    while True:
+        pending = sync_spools([study_dir], tracking_uri)["pending"]
+        if pending == 0 or time.monotonic() > deadline:
+            break
+        print(f"{pending} tracking record(s) wait for MLflow at {tracking_uri}; retrying", flush=True)
+        time.sleep(5)
+    if pending:
+        print(f"{pending} tracking record(s) could not reach MLflow; they are kept in {study_dir}: deliver them "
+              f"with 'microtune sweep sync {name}'", flush=True)
 
 
 def _with_dataset(spec: StudySpec, dataset: str) -> StudySpec:

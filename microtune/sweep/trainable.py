@@ -114,11 +114,20 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> di
     options = resolve_options(spec, overrides, dataset.resolution)
     trial_dir = Path(session.trial_dir())
     work = trial_dir / "train"
+    work.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "worker.pid").write_text(str(os.getpid()))  # for operators (and tests) to find the process
     restored = session.restored_dir()
     state = TrialState.load(restored)
     tracker = Tracker(ctx.tracking_uri, spool_dir=trial_dir / "mlflow-spool")
+    if state.run_id is None:  # first start, or restarted without a checkpoint: continue our run if any
+        found = tracker.find_run(spec.name, {schema.TRIAL_ID: session.trial_id(),
+                                             schema.PARENT_RUN_ID: ctx.parent_run_id})
+        if found is not None:
+            state.run_id, state.logged_nimg = found
     if state.run_id is None:
-        state.run_id = _start_run(tracker, ctx, session.trial_id(), overrides, options, work)
+        state.run_id = _start_run(tracker, ctx, session.trial_id(), overrides, options, work, dataset.count)
+    else:
+        tracker.resume_run(state.run_id)
     evaluate, detector = _evaluator(ctx, dataset, options)
     if detector:
         tracker.set_tags(state.run_id, {schema.DETECTOR: detector})
@@ -143,18 +152,19 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> di
 
 
 def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[str, Any], options: Any,
-               work: Path) -> str:
+               work: Path, dataset_size: int) -> str:
     from microtune.gan.loop import select_device
 
     spec = ctx.spec
     device = select_device(options.device)
     name = "-".join(f"{k}={v}" for k, v in overrides.items())
     run_id = tracker.start_trial_run(
-        ctx.experiment_id, parent_run_id=ctx.parent_run_id, name=f"{trial_id} {name}",
+        spec.name, parent_run_id=ctx.parent_run_id, name=f"{trial_id} {name}",
         tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
               schema.TRIAL_ID: trial_id, schema.MODEL: spec.model, schema.DEVICE: _device_name(device),
               schema.DETECTOR: spec.detector if spec.protocols else "none"},
-        params={**options.to_dict(), **overrides, "dataset": str(spec.dataset)},
+        params={**options.to_dict(), **overrides, "dataset": str(spec.dataset),
+                schema.PARAM_DATASET_SIZE: dataset_size},
     )
     work.mkdir(parents=True, exist_ok=True)
     resolved = work / "resolved_config.json"
@@ -180,7 +190,7 @@ def _evaluator(ctx: TrialContext, dataset: Any, options: Any):
     from microtune.metrics import generator_sampler, make_evaluator
 
     evaluator = make_evaluator(dataset, metrics=spec.protocols, detector=spec.detector,
-                               detector_weights=list(ctx.detector_weights) or None,
+                               detector_weights=tuple(ctx.detector_weights),
                                cache_dir=ctx.cache_dir, device=options.device)
 
     def evaluate(generator: Any, nimg: int) -> dict[str, float]:
@@ -207,13 +217,18 @@ def _report_with_checkpoint(session: Session, work: Path, state: TrialState, met
 
 
 def _log_final_artifacts(tracker: Any, state: TrialState, work: Path) -> None:
+    """The final and best G_ema snapshots (as checkpoints/final.pt, best.pt) and the last sample grid."""
     networks = sorted(work.glob("network-nimg*.pt"))
-    if networks:
-        tracker.log_artifact(state.run_id, networks[-1], "checkpoints/final")
-    if state.best_nimg is not None and (work / f"network-nimg{state.best_nimg:09d}.pt").exists():
-        tracker.log_artifact(state.run_id, work / f"network-nimg{state.best_nimg:09d}.pt", "checkpoints/best")
-    grids = sorted(work.glob("samples-nimg*.png"))
-    for grid in grids[-1:]:
+    chosen = {schema.ARTIFACT_CHECKPOINT_FINAL: networks[-1] if networks else None}
+    if state.best_nimg is not None:
+        chosen[schema.ARTIFACT_CHECKPOINT_BEST] = work / f"network-nimg{state.best_nimg:09d}.pt"
+    for artifact, source in chosen.items():
+        if source is not None and source.exists():
+            named = work / "artifacts" / artifact  # kept: the tracker uploads it when it can
+            named.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, named)
+            tracker.log_artifact(state.run_id, named, str(Path(artifact).parent))
+    for grid in sorted(work.glob("samples-nimg*.png"))[-1:]:
         tracker.log_artifact(state.run_id, grid, schema.ARTIFACT_SAMPLES_DIR)
 
 

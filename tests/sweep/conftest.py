@@ -1,0 +1,97 @@
+"""Fixtures for sweeps with real components: a project with a small dataset, a real MLflow server
+on 127.0.0.1, and helpers to run the CLI as a separate process (each launch starts its own Ray)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from microtune.tracking.server import ensure_local_server, find_local_server
+from tests.conftest import microtune_cmd
+
+
+@pytest.fixture(scope="session")
+def sweep_project(tmp_path_factory) -> Path:
+    """A project directory holding a 32×32 synthetic dataset of 32 images from 4 specimens."""
+    project = tmp_path_factory.mktemp("sweep-project")
+    result = subprocess.run(microtune_cmd("data", "synth", str(project / "ds"), "--count", "32",
+                                          "--resolution", "32", "--specimens", "4"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return project
+
+
+@pytest.fixture(scope="session")
+def sweep_server(sweep_project):
+    """The project's MLflow server (what `sweep launch` would start), stopped by PID at the end."""
+    server = ensure_local_server(sweep_project)
+    yield server
+    current = find_local_server(sweep_project)
+    for handle in {server.pid: server, **({current.pid: current} if current else {})}.values():
+        if handle.is_alive():
+            handle.stop()
+
+
+def write_spec(project: Path, name: str, **overrides) -> Path:
+    """A small CPU spec in the project: demo cfg, 32×32, random-seed detector, 0.1-kimg evaluations."""
+    spec = {
+        "name": name,
+        "dataset": str(project / "ds"),
+        "train": {"cfg": "demo", "kimg": 0.2, "tick_kimg": 0.05, "device": "cpu", "num_threads": 1},
+        "search": {"method": "grid", "seeds": [0], "params": {"augpipe": ["none", "bg"]}},
+        "metrics": {"protocols": ["fid32_full", "pr32_full"], "detector": "random-seed:0", "eval_every_kimg": 0.1},
+        "resources": {"cpu": 1, "gpu": 0},
+        "max_concurrent": 2,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            spec[key] = {**spec[key], **value}
+        else:
+            spec[key] = value
+    path = project / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def start_cli(project: Path, *args: str, log_name: str) -> subprocess.Popen:
+    """Start `microtune ...` in the project directory, output to a log file, own process group."""
+    log = open(project / log_name, "w")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(microtune_cmd(*args), cwd=project, stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+
+
+def run_cli(project: Path, *args: str, log_name: str, timeout: float = 400) -> tuple[int, str]:
+    proc = start_cli(project, *args, log_name=log_name)
+    try:
+        rc = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return rc, (project / log_name).read_text()
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def study_record(project: Path, name: str) -> dict:
+    return json.loads((project / "runs" / "sweeps" / name / "microtune_study.json").read_text())
+
+
+def checkpoints(project: Path, name: str) -> list[Path]:
+    return sorted((project / "runs" / "sweeps" / name).glob("*/checkpoint_*"))

@@ -1,0 +1,181 @@
+"""Study specs: every shipped spec validates and dry-runs; every bad spec is refused by field."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from microtune.data.dataset import DatasetWriter
+from microtune.sweep import space
+from microtune.sweep.spec import SpecError, load_spec, parse_spec
+from tests.conftest import REPO, microtune_cmd
+
+SHIPPED = sorted((REPO / "sweeps").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def big_dataset(tmp_path_factory) -> Path:
+    """3000 tiny images from 30 specimens: enough for the study's largest subset (3000)."""
+    out = tmp_path_factory.mktemp("ds") / "ds3000"
+    rng = np.random.default_rng(0)
+    with DatasetWriter(out, resolution=32) as writer:
+        for i in range(3000):
+            writer.add(rng.integers(0, 256, (32, 32), dtype=np.uint8), {"specimen": f"S{i % 30}"})
+        writer.commit()
+    return out
+
+
+def base(dataset: Path) -> dict:
+    return {"name": "t", "dataset": str(dataset), "train": {"cfg": "tiny", "kimg": 1},
+            "search": {"method": "grid", "seeds": [0, 1], "params": {"augpipe": ["bg"], "ada_target": [0.5, 0.6]}},
+            "metrics": {"protocols": ["fid100_full", "pr100_full"], "detector": "random-seed:0", "eval_every_kimg": 0.5}}
+
+
+def test_shipped_specs_exist():
+    names = {p.stem for p in SHIPPED}
+    assert {"quickstart", "augmentations", "target_rt", "dataset_size", "rt_asha", "fid_recall_pareto",
+            "dcgan_baseline"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_spec_validates_and_dry_runs(path, big_dataset):
+    result = subprocess.run(microtune_cmd("sweep", "launch", str(path), "--dataset", str(big_dataset), "--dry-run"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    spec = load_spec(path, check_dataset=False)
+    assert f"study      {spec.name}" in result.stdout
+    if spec.method == "grid":
+        assert f"grid: {spec.trial_count()} trials" in result.stdout
+
+
+def test_study_axes_of_the_paper_specs():
+    figs = {p.stem: load_spec(p, check_dataset=False) for p in SHIPPED}
+    assert figs["augmentations"].grid["augpipe"] == ("none", "blit", "geom", "color", "filter", "noise", "cutout")
+    assert figs["augmentations"].train["lumaflip"] is False and figs["augmentations"].seeds == (0, 1, 2)
+    assert figs["target_rt"].grid["ada_target"] == (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert figs["dataset_size"].grid["subset"] == (10, 50, 100, 500, 1000, 3000)
+    assert figs["dataset_size"].train["ada_target"] == 0.5
+    assert all(figs[n].train["kimg"] == 25000 for n in ("augmentations", "target_rt", "dataset_size"))
+    assert [o.metric for o in figs["fid_recall_pareto"].objectives] == ["fid", "recall"]
+    assert figs["rt_asha"].scheduler == "asha"
+    gpu_specs = [s for s in figs.values() if s.train.get("device") == "cuda"]
+    assert gpu_specs and all(s.gpu == 1 for s in gpu_specs)
+
+
+def test_grid_expands_configurations_times_seeds(big_dataset):
+    spec = parse_spec(base(big_dataset))
+    trials = spec.grid_trials()
+    assert trials == [{"augpipe": "bg", "ada_target": 0.5, "seed": 0}, {"augpipe": "bg", "ada_target": 0.5, "seed": 1},
+                      {"augpipe": "bg", "ada_target": 0.6, "seed": 0}, {"augpipe": "bg", "ada_target": 0.6, "seed": 1}]
+    assert space.trial_overrides(spec, space.grid_configs(spec)[3]) == trials[3]
+
+
+def test_optuna_space_and_seed_repeats(big_dataset):
+    data = base(big_dataset)
+    data["search"] = {"method": "optuna", "seeds": [3, 4], "num_samples": 5,
+                      "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9, "step": 0.1},
+                                 "augpipe": ["bg", "bgc"], "subset": {"type": "int", "low": 10, "high": 3000, "log": True}}}
+    spec = parse_spec(data)
+    assert spec.trial_count() == 10
+    dists = space.optuna_distributions(spec)
+    assert dists["ada_target"].step == 0.1 and dists["subset"].log and dists["augpipe"].choices == ("bg", "bgc")
+    assert space.trial_overrides(spec, {"ada_target": 0.4, "augpipe": "bg", "subset": 20, "__trial_index__": 1}) == \
+        {"ada_target": 0.4, "augpipe": "bg", "subset": 20, "seed": 4}
+
+
+def _mutate(data: dict, path: str, value) -> dict:
+    keys = path.split(".")
+    node = data
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    if value is _DELETE:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    return data
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "phrase"),
+    [
+        ("colour", "red", "colour: unknown key"),
+        ("search.grid", {}, "search.grid: unknown key"),
+        ("search.params.ada_target", [0.5, 1.2], r"search.params.ada_target\[1\]: 1.2 is outside \(0, 1\)"),
+        ("search.params.ada_target", [0.0], r"search.params.ada_target\[0\]: 0.0 is outside \(0, 1\)"),
+        ("search.params.augpipe", ["bg", "sparkle"], r"search.params.augpipe\[1\]: 'sparkle' is not an augpipe"),
+        ("search.params.subset", [10, 3001], r"search.params.subset\[1\]: a subset of 3001 images is larger than the dataset's 3000"),
+        ("search.params.lr_x", [1], "search.params.lr_x: is not a training option"),
+        ("search.seeds", "0", "search.seeds: must be a list"),
+        ("search.seeds", [0, 0], "search.seeds: lists a seed twice"),
+        ("search.method", "random", "search.method: must be one of grid, optuna"),
+        ("train.kimg", "long", "train.kimg: must be a number"),
+        ("train.kimg", 0, "train.kimg: must be > 0"),
+        ("train.warp", 9, "train.warp: is not a training option"),
+        ("train.cfg", "huge", "train.cfg: 'huge' is not a cfg preset"),
+        ("resources.gpu", -1, "resources.gpu: must be >= 0"),
+        ("resources.cpu", 0, "resources.cpu: must be > 0"),
+        ("max_concurrent", 1.5, "max_concurrent: must be a whole number"),
+        ("metrics.protocols", ["fid10_half"], r"metrics.protocols\[0\]: metric protocol 'fid10_half' is not understood"),
+        ("metrics.detector", "inception", "metrics.detector: must be standard or random-seed:N"),
+        ("scheduler", {"type": "asha", "rungs_kimg": [1]}, "scheduler.rungs_kimg: needs at least two increasing rungs"),
+        ("scheduler", {"type": "asha", "rungs_kimg": [1, 2, 3]}, "scheduler.rungs_kimg: must grow geometrically"),
+        ("scheduler", {"type": "fifo", "rungs_kimg": [1, 2]}, "scheduler.rungs_kimg: applies only to type: asha"),
+        ("name", "my study!", "name: 'my study!' must be letters"),
+        ("name", _DELETE, "name: is required"),
+        ("dataset", "/nonexistent/dataset", "dataset: /nonexistent/dataset is not a prepared dataset"),
+        ("model", "vae", "model: must be one of stylegan2, dcgan, hptl"),
+    ],
+)
+def test_bad_specs_name_the_field(big_dataset, path, value, phrase):
+    data = _mutate(base(big_dataset), path, value)
+    with pytest.raises(SpecError, match=phrase) as info:
+        parse_spec(data, source="bad.yaml")
+    assert str(info.value).startswith("bad.yaml: ") and str(info.value).endswith(".")
+
+
+@pytest.mark.parametrize(
+    ("mutation", "phrase"),
+    [
+        ({"scheduler": {"type": "asha", "metric": "recall", "mode": "max", "rungs_kimg": [1, 2]},
+          "metrics": {"protocols": ["fid100_full"], "eval_every_kimg": 0.5}}, "scheduler.metric: recall is not measured"),
+        ({"scheduler": {"type": "asha", "rungs_kimg": [0.75, 1.5]}}, "rung 0.75 kimg is not a multiple"),
+        ({"search": {"method": "optuna", "seeds": [0, 1], "params": {"ada_target": [0.5, 0.6]},
+                     "objectives": [{"metric": "fid", "mode": "min"}, {"metric": "recall", "mode": "max"}]}},
+         "multi-objective Optuna search runs with one seed"),
+    ],
+)
+def test_unsupported_combinations_are_refused(big_dataset, mutation, phrase):
+    spec = parse_spec({**base(big_dataset), **mutation}, source="bad.yaml")
+    with pytest.raises(SpecError, match=phrase):
+        space.check_supported(spec)
+
+
+def test_yaml_errors_and_missing_file(tmp_path):
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match=r"broken.yaml: not valid YAML at line"):
+        load_spec(tmp_path / "broken.yaml")
+    with pytest.raises(SpecError, match="spec file does not exist"):
+        load_spec(tmp_path / "none.yaml")
+
+
+def test_cli_refuses_bad_spec_with_one_sentence(tmp_path, big_dataset):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump(_mutate(base(big_dataset), "search.params.ada_target", [1.5])))
+    result = subprocess.run(microtune_cmd("sweep", "launch", str(spec)), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"microtune: error: {spec}: search.params.ada_target[0]: 1.5 is outside (0, 1)."]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_importing_spec_does_not_import_torch_or_ray():
+    code = "import sys, microtune.sweep.spec as s, microtune.sweep.space; print('torch' in sys.modules, 'ray' in sys.modules)"
+    out = subprocess.run([microtune_cmd()[0], "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "False False"

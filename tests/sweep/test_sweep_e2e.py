@@ -1,0 +1,121 @@
+"""Sweeps end to end with real Ray, a real MLflow server on 127.0.0.1 and real (tiny) training."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from microtune.tracking import mlflow_io, schema
+from tests.sweep.conftest import checkpoints, run_cli, start_cli, study_record, wait_for, write_spec
+
+
+def trial_runs(uri: str, name: str):
+    return mlflow_io.load_runs(uri, name, launch="latest")
+
+
+def curve(uri: str, name: str, run_id: str, key: str) -> np.ndarray:
+    hist = mlflow_io.load_histories(uri, name, [key], run_ids=[run_id])
+    return hist.sort_values("step")["step"].to_numpy()
+
+
+def test_two_trial_sweep_logs_parent_and_child_runs(sweep_project, sweep_server):
+    spec = write_spec(sweep_project, "two")
+    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="two.log")
+    assert rc == 0, log
+    assert f"MLflow UI: {sweep_server.uri}" in log          # reused the project's server
+    assert "2/2 trials finished" in log
+    record = study_record(sweep_project, "two")
+    assert record["tracking_uri"] == sweep_server.uri
+    runs = trial_runs(sweep_server.uri, "two")
+    assert len(runs) == 2
+    assert set(runs["parent_run_id"]) == {record["parent_run_id"]}
+    assert sorted(runs["params.augpipe"]) == ["bg", "none"]
+    assert set(runs["status"]) == {"FINISHED"}
+    assert set(runs[f"tags.{schema.DETECTOR}"]) == {"random-seed:0"}
+    parents = mlflow_io.load_runs(sweep_server.uri, "two", role="study")
+    assert record["parent_run_id"] in set(parents["run_id"])
+    for run_id in runs["run_id"]:
+        fid_steps = curve(sweep_server.uri, "two", run_id, schema.FID)
+        recall_steps = curve(sweep_server.uri, "two", run_id, schema.RECALL)
+        # evaluations every 0.1 kimg up to 0.2 kimg, batch 16: at nimg 112 and 208
+        assert list(fid_steps) == [112, 208] and list(recall_steps) == [112, 208]
+        artifacts = mlflow_io.list_artifacts(sweep_server.uri, run_id, "checkpoints")
+        assert {"checkpoints/final.pt", "checkpoints/best.pt"} <= set(artifacts)
+    status = run_cli(sweep_project, "sweep", "status", "two", log_name="two-status.log")[1]
+    assert status.count("TERMINATED") == 2
+
+
+def test_killed_trial_is_retried_from_its_checkpoint(sweep_project, sweep_server):
+    spec = write_spec(sweep_project, "retry", train={"kimg": 0.5},
+                      search={"method": "grid", "seeds": [0], "params": {"augpipe": ["bg"]}})
+    proc = start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="retry.log")
+    try:
+        wait_for(lambda: len(checkpoints(sweep_project, "retry")) >= 2, 240, "two trial checkpoints")
+        pid_file = next((sweep_project / "runs" / "sweeps" / "retry").glob("*/worker.pid"))
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        rc = proc.wait(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = (sweep_project / "retry.log").read_text()
+    assert rc == 0, log
+    runs = trial_runs(sweep_server.uri, "retry")
+    assert len(runs) == 1 and runs["status"].iloc[0] == "FINISHED"  # one run, continued after the retry
+    run_id = runs["run_id"].iloc[0]
+    fid_steps = curve(sweep_server.uri, "retry", run_id, schema.FID)
+    assert list(fid_steps) == [112, 208, 304, 400, 512]              # every evaluation exactly once
+    loss_steps = curve(sweep_server.uri, "retry", run_id, schema.LOSS_G)
+    assert len(loss_steps) == len(set(loss_steps)) and np.all(np.diff(loss_steps) > 0)
+    assert np.all(np.diff(loss_steps) <= 64)                          # a tick every 0.05 kimg: no gap
+    status = run_cli(sweep_project, "sweep", "status", "retry", log_name="retry-status.log")[1]
+    assert "TERMINATED" in status and status.splitlines()[1].split()[7] == "1"  # failures column
+
+
+def test_driver_killed_then_resume_completes_the_study(sweep_project, sweep_server):
+    spec = write_spec(sweep_project, "resume", train={"kimg": 0.3}, max_concurrent=1)
+    proc = start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="resume-1.log")
+    try:
+        wait_for(lambda: "1/2 done" in (sweep_project / "resume-1.log").read_text(), 300, "the first trial")
+        wait_for(lambda: any(p.parent.name.endswith("00001") or "00001" in p.parent.name
+                             for p in checkpoints(sweep_project, "resume")), 120, "a checkpoint of the second trial")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+        proc.wait()
+    rc, log = run_cli(sweep_project, "sweep", "resume", "resume", log_name="resume-2.log")
+    assert rc == 0, log
+    runs = trial_runs(sweep_server.uri, "resume")
+    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}   # no trial re-run as a new run
+    for run_id in runs["run_id"]:
+        steps = curve(sweep_server.uri, "resume", run_id, schema.FID)
+        assert list(steps) == [112, 208, 304]
+
+
+def test_tracking_server_down_for_a_while_loses_no_metric(sweep_project, sweep_server):
+    from microtune.tracking.server import ensure_local_server, find_local_server
+
+    spec = write_spec(sweep_project, "outage", train={"kimg": 0.5},
+                      search={"method": "grid", "seeds": [0], "params": {"augpipe": ["bg"]}})
+    proc = start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="outage.log")
+    try:
+        wait_for(lambda: len(checkpoints(sweep_project, "outage")) >= 1, 240, "a first checkpoint")
+        server = find_local_server(sweep_project)
+        server.stop()                                         # the tracking server goes away ...
+        results = next((sweep_project / "runs" / "sweeps" / "outage").glob("*/result.json"))
+        wait_for(lambda: len(results.read_text().splitlines()) >= 3, 240, "training on without it")
+        restarted = ensure_local_server(sweep_project, port=sweep_server.port)  # ... and comes back
+        assert restarted.uri == sweep_server.uri
+        rc = proc.wait(timeout=400)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    log = (sweep_project / "outage.log").read_text()
+    assert rc == 0, log
+    runs = trial_runs(sweep_server.uri, "outage")
+    assert len(runs) == 1 and runs["status"].iloc[0] == "FINISHED"
+    run_id = runs["run_id"].iloc[0]
+    assert list(curve(sweep_server.uri, "outage", run_id, schema.FID)) == [112, 208, 304, 400, 512]
+    loss_steps = curve(sweep_server.uri, "outage", run_id, schema.LOSS_G)
+    assert len(loss_steps) == len(set(loss_steps)) and np.all(np.diff(loss_steps) <= 64) and loss_steps[-1] == 512
