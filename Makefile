@@ -23,12 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m microtune data synth $(DEMO)/raw --as-images --count 48 --specimens 6 --resolution 256 --inclusions --seed 0 --force
-	$(PY) -m microtune data prepare $(DEMO)/raw/images $(DEMO)/dataset --resolution 128 --crop tiles \
-		--specimens FOLDERS --masks $(DEMO)/raw/masks --class-names ferrite,martensite,inclusion \
-		--reference auto --workers 2 --force
-	$(PY) -m microtune data inspect $(DEMO)/dataset --sheet $(DEMO)/contact_sheet.png
-	@echo "demo: dataset in $(DEMO)/dataset, contact sheet $(DEMO)/contact_sheet.png"
+	$(PY) -m microtune demo --out $(DEMO)
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 LOCAL_PREFIX = "local-"
 # Client-side HTTP limits the Tracker sets unless the user did: the spool does the retrying, so a
 # dead server costs a training loop one fast failure, not MLflow's default minutes of backoff.
-CLIENT_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+CLIENT_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                   "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # no per-run links in sweep logs
 READER_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
                    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 _PERMANENT = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS",
