@@ -215,9 +215,10 @@ def _init_ray(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    address = address or os.environ.get("RAY_ADDRESS")  # set for drivers of `ray job submit`
     if address:
         ray.init(address=address, log_to_driver=False)
-    else:
+    else:  # never attach to someone else's cluster by accident: start our own
         ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
