@@ -143,7 +143,10 @@ def _progress_callback(total: int, spec: StudySpec, tracking_uri: str, spool_dir
                   f"{self.done}/{total} done{best}", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            stopped = trial.last_result and not trial.last_result.get("done", False)
+            # a trial the scheduler stopped (ASHA) completes before its planned length
+            planned = space.trial_overrides(spec, trial.config).get("kimg", spec.train.get("kimg"))
+            reached = (trial.last_result or {}).get(schema.KIMG)
+            stopped = planned is not None and reached is not None and reached < float(planned)
             self._finish(trial, "STOPPED" if stopped else "FINISHED")
 
         def on_trial_error(self, iteration, trials, trial, **info):

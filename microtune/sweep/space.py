@@ -91,7 +91,8 @@ def trial_overrides(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
     """The training-option overrides (incl. ``seed``) of one trial from its Ray config."""
     if TRIAL_KEY in config:
         return dict(config[TRIAL_KEY])
-    overrides = {k: v for k, v in config.items() if k in spec.space}
+    # Optuna's stepped floats carry binary noise (0.8999999999999999): keep 10 significant digits
+    overrides = {k: float(f"{v:.10g}") if isinstance(v, float) else v for k, v in config.items() if k in spec.space}
     index = int(config.get(REPEAT_INDEX, 0))
     overrides["seed"] = spec.seeds[index % len(spec.seeds)]
     return overrides

@@ -119,3 +119,39 @@ def test_tracking_server_down_for_a_while_loses_no_metric(sweep_project, sweep_s
     assert list(curve(sweep_server.uri, "outage", run_id, schema.FID)) == [112, 208, 304, 400, 512]
     loss_steps = curve(sweep_server.uri, "outage", run_id, schema.LOSS_G)
     assert len(loss_steps) == len(set(loss_steps)) and np.all(np.diff(loss_steps) <= 64) and loss_steps[-1] == 512
+
+
+def test_optuna_search_repeats_seeds_under_asha(sweep_project, sweep_server):
+    spec = write_spec(
+        sweep_project, "optuna",
+        search={"method": "optuna", "sampler": "tpe", "seeds": [0, 1], "num_samples": 2,
+                "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9, "step": 0.3}},
+                "objectives": [{"metric": "fid", "mode": "min"}]},
+        scheduler={"type": "asha", "metric": "fid", "mode": "min", "rungs_kimg": [0.1, 0.2]},
+    )
+    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="optuna.log")
+    assert rc == 0, log
+    runs = trial_runs(sweep_server.uri, "optuna")
+    assert len(runs) == 4                                     # 2 sampled configurations × 2 seeds
+    for _, group in runs.groupby("params.ada_target"):
+        assert sorted(group["params.seed"]) == ["0", "1"]      # Repeater: each sample once per seed
+    assert set(runs["params.ada_target"].astype(float)) <= {0.3, 0.6, 0.9}
+    for _, run in runs.iterrows():                            # ASHA stops only at a rung, before the end
+        status, kimg = run[f"tags.{schema.TRIAL_STATUS}"], run["metrics.kimg"]
+        assert (status, kimg) in {("FINISHED", 0.208), ("STOPPED", 0.112)}, (status, kimg)
+
+
+def test_multi_objective_optuna_search(sweep_project, sweep_server):
+    spec = write_spec(
+        sweep_project, "pareto",
+        search={"method": "optuna", "sampler": "nsga2", "seeds": [0], "num_samples": 3,
+                "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9}, "augpipe": ["bg", "bgc"]},
+                "objectives": [{"metric": "fid", "mode": "min"}, {"metric": "recall", "mode": "max"}]},
+        train={"kimg": 0.1},
+    )
+    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="pareto.log")
+    assert rc == 0, log
+    runs = trial_runs(sweep_server.uri, "pareto")
+    assert len(runs) == 3 and set(runs["status"]) == {"FINISHED"}
+    assert runs["metrics.best_fid"].notna().all() and runs["metrics.best_recall"].notna().all()
+    assert set(runs["params.augpipe"]) <= {"bg", "bgc"}
