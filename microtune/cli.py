@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "microtune.gan.commands",
     "microtune.metrics.commands",
     "microtune.sweep.commands",
+    "microtune.seg.commands",
     "microtune.demo",
 )
 
