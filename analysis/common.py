@@ -12,6 +12,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -68,6 +69,17 @@ def run(body: Callable[[argparse.Namespace], list[Path]], description: str, argv
     for path in written:
         print(path)
     return 0
+
+
+def run_study(make: Callable[[Any, Path], list[Path]], description: str, argv: Sequence[str] | None) -> int:
+    """:func:`run` for scripts whose work is ``make(study, out)`` on the study named by the CLI."""
+    from analysis.loader import load_study
+
+    def body(args: argparse.Namespace) -> list[Path]:
+        study = load_study(args.tracking_uri, args.experiment, detector=args.detector, launch=args.launch)
+        return make(study, args.out)
+
+    return run(body, description, argv)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import common  # noqa: E402
 from analysis.figures import metric_name, panels, summary_table, table_note  # noqa: E402
-from analysis.loader import StudyData, best_per_trial, linear_fit, load_study  # noqa: E402
+from analysis.loader import StudyData, best_per_trial, linear_fit  # noqa: E402
 from microtune.errors import MicrotuneError  # noqa: E402
 from microtune.tracking import schema  # noqa: E402
 
@@ -129,10 +129,7 @@ def make(study: StudyData, out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    def body(args):
-        return make(load_study(args.tracking_uri, args.experiment, detector=args.detector, launch=args.launch), args.out)
-
-    return common.run(body, DESCRIPTION, argv)
+    return common.run_study(make, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":

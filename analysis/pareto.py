@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import common  # noqa: E402
 from analysis.figures import metric_rows  # noqa: E402
-from analysis.loader import StudyData, best_per_trial, group_label, group_order, load_study, _key_of  # noqa: E402
+from analysis.loader import StudyData, _key_of, best_per_trial, group_label, group_order  # noqa: E402
 from microtune.tracking import schema  # noqa: E402
 
 DESCRIPTION = "Best FID against best recall per trial, with the Pareto front marked."
@@ -84,10 +84,7 @@ def make(study: StudyData, out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    def body(args):
-        return make(load_study(args.tracking_uri, args.experiment, detector=args.detector, launch=args.launch), args.out)
-
-    return common.run(body, DESCRIPTION, argv)
+    return common.run_study(make, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ if __package__ in (None, ""):
 
 from analysis import common  # noqa: E402
 from analysis.figures import axis_study  # noqa: E402
-from analysis.loader import StudyData, load_study  # noqa: E402
+from analysis.loader import StudyData  # noqa: E402
 from microtune.tracking import schema  # noqa: E402
 
 DESCRIPTION = "FID against kimg per ADA target r_t, and the best FID per r_t (the study's Fig. 2)."
@@ -29,10 +29,7 @@ def make(study: StudyData, out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    def body(args):
-        return make(load_study(args.tracking_uri, args.experiment, detector=args.detector, launch=args.launch), args.out)
-
-    return common.run(body, DESCRIPTION, argv)
+    return common.run_study(make, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":

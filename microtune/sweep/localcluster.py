@@ -2,7 +2,7 @@
 
 Each node is a ``ray start`` with its own ports; the cluster has its own temp dir and its own
 token (``RAY_AUTH_MODE=token``), so it never touches another Ray on the machine. :meth:`stop` ends
-exactly the processes whose command line names the cluster's temp dir (no ``ray stop``).
+exactly the processes whose command line names the cluster's temp dir, and nothing else.
 """
 
 from __future__ import annotations
