@@ -20,7 +20,7 @@ import numpy as np
 
 from microtune.data import preprocess
 from microtune.data.dataset import DatasetWriter
-from microtune.data.ingest import IMAGE_SUFFIXES, read_image
+from microtune.data.ingest import read_image
 from microtune.errors import DatasetError, MicrotuneError
 
 MASK_SUFFIXES = (".npy", ".png", ".tif", ".tiff")

@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from microtune.seg.run import SegOptions, options_from_dict, run_segmentation, validate
+    from microtune.seg.run import options_from_dict, run_segmentation, validate
 
     values = {k.replace("-", "_"): v for k, v in vars(args).items()}
     options = validate(options_from_dict(values))

@@ -188,7 +188,6 @@ def test_interpolation_from_a_logged_checkpoint(store, tmp_path):
     from analysis import interpolation
     from microtune.gan.checkpoint import FORMAT, build_networks
     from microtune.gan.config import make_options
-    from microtune.tracking import schema
     from microtune.tracking.mlflow_io import Tracker
 
     options = make_options(cfg="demo", model="dcgan", resolution=32)

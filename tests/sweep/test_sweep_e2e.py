@@ -6,7 +6,6 @@ import os
 import signal
 
 import numpy as np
-import pytest
 
 from microtune.tracking import mlflow_io, schema
 from tests.sweep.conftest import checkpoints, run_cli, start_cli, study_record, wait_for, write_spec
