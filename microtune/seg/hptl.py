@@ -29,35 +29,16 @@ from torch import nn
 
 from microtune.errors import MicrotuneError
 from microtune.seg.loop import Report, SegData, StageOptions, train_stage
-from microtune.seg.networks import FCN, UNITS, VGG19, unit_buffers, unit_parameters
+from microtune.seg.networks import FCN, VGG19, unit_buffers, unit_parameters
+from microtune.seg.options import (  # noqa: F401 (re-exported)
+    MAX_DEPTH,
+    PAPER_DEPTHS,
+    UNITS,
+    parse_depth,
+    parse_depths,
+)
 
-PAPER_DEPTHS = (2, 8, 9)                                   # sec. 3.3.3
-MAX_DEPTH = {"t1": 7, "t2": 8, "t3": 10}                   # see the module docstring
 SEG_STAGE = "seg_stage"                                    # 2: FCN-32s, 3: FCN-16s, 4: FCN-8s
-
-
-def parse_depth(value: int | str, name: str) -> int:
-    """A depth from a number or a unit name (the last unit transferred), checked against its limit."""
-    limit = MAX_DEPTH[name]
-    if isinstance(value, str):
-        text = value.strip()
-        if text.isdigit():
-            value = int(text)
-        elif text in UNITS:
-            value = UNITS.index(text) + 1
-        else:
-            raise MicrotuneError(f"--depths: {name}={value!r} is neither a number nor a unit name ({', '.join(UNITS[:limit])}).")
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
-        raise MicrotuneError(f"--depths: {name} must be between 0 and {limit} ({', '.join(UNITS[:limit])}), got {value!r}.")
-    return value
-
-
-def parse_depths(value: str | Sequence) -> tuple[int, int, int]:
-    """``"2,8,9"``, ``"conv2,score_fr,upscore2"`` or a sequence of three → (t1, t2, t3)."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    if len(parts) != 3:
-        raise MicrotuneError(f"--depths needs three values t1,t2,t3, got {value!r}.")
-    return tuple(parse_depth(p, n) for p, n in zip(parts, ("t1", "t2", "t3")))  # type: ignore[return-value]
 
 
 @torch.no_grad()

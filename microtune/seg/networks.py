@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Transferable units in network order (transfer depth d = the first d of these).
-UNITS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "score_fr", "upscore2", "score_pool4")
+from microtune.seg.options import UNITS  # noqa: F401  transferable units in order (depth d = the first d)
+
 CONV_CONFIG = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))  # VGG-19 (configuration "E")
 FC_CHANNELS = 4096
 FC_POOL = 7                      # VGG's adaptive pool size; fc6 = 7x7 conv in the FCN

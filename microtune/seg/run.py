@@ -25,10 +25,8 @@ listed in each file (one name per line), e.g. UHCS's ``train16A.txt`` / ``test4A
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,81 +34,23 @@ import torch
 
 from microtune.errors import MicrotuneError
 from microtune.seg.loop import Report, SegData, StageOptions, train_stage
+from microtune.seg.options import (
+    METHODS,
+    SegOptions,
+    options_from_dict,
+    parse_depths,
+    validate,
+)
 
-METHODS = {"hptl": "HPTL", "hptl-r": "HPTL-R", "hptl-2h": "HPTL-2H", "fcn32s-scratch": "FCN-32s",
-           "fcn16s-scratch": "FCN-16s", "fcn8s-scratch": "FCN-8s", "otsu": "OTSU", "svm": "SVM",
-           "deeplab": "DeepLabV3"}
-
-
-@dataclass(frozen=True)
-class SegOptions:
-    """A resolved segmentation configuration (flat: it is logged as MLflow params)."""
-
-    data: str                           # dataset directory with masks
-    method: str = "hptl"                # see METHODS
-    depths: str = "2,8,9"               # t1,t2,t3 (numbers or unit names; paper: 2,8,9)
-    freeze: bool = False                # freeze transferred units (default: retrain them)
-    epochs: int = 10                    # epochs per trained network (each HPTL stage)
-    batch: int = 16                     # crops per step (paper 16)
-    crop: int = 224                     # training crop side, pixels (paper 224)
-    lr: float = 1e-4                    # Adam learning rate (paper γ2 = 1e-4)
-    samples_per_epoch: int = 0          # crops per epoch (0: 8 × training images)
-    l2: float = 0.0                     # L2 λ (HPTL-R default 0.5 when 0)
-    l2_mode: str = "decay"              # decay (paper) | transfer (toward transferred weights)
-    width: float = 1.0                  # channel multiplier of VGG-19/FCN (CPU runs: 1/16, 1/8)
-    channels: int = 1                   # network input channels (1 or 3; gray replicated)
-    batch_norm: bool = False            # VGG-19-BN convs (not in the paper; for tiny CPU nets)
-    dropout: float = 0.5                # dropout after fc6/fc7 (VGG/FCN value; 0 helps tiny CPU nets)
-    split: str = "specimens"            # specimens | lists:TRAIN,TEST
-    subset: int = 0                     # training images used (0: all)
-    source: str = "auto"                # stage-1 source: auto | imagenet | textures
-    source_weights: str = ""            # torchvision VGG-19 ImageNet file
-    source_steps: int = 300             # texture-task training steps of the source VGG-19
-    source_optimizer: str = "adam"      # adam | sgd (paper) for the texture source
-    cache_dir: str = ""                 # cache of trained source networks
-    deeplab_backbone: str = "mobilenet_v3_large"
-    svm_samples: int = 4000             # training pixels for the SVM
-    seed: int = 0
-
-    @property
-    def label(self) -> str:
-        return METHODS[self.method]
-
-    def stage_options(self) -> StageOptions:
-        return StageOptions(epochs=self.epochs, batch=self.batch, crop=self.crop, lr=self.lr,
-                            samples_per_epoch=self.samples_per_epoch or None, l2=self.l2,
-                            l2_mode=self.l2_mode, seed=self.seed)
+__all__ = ["METHODS", "SegOptions", "load_split", "options_from_dict", "run_segmentation", "split_indices",
+           "stage_options", "validate"]
 
 
-def validate(options: SegOptions) -> SegOptions:
-    """Check every option before any work; raise MicrotuneError naming the option."""
-    from microtune.seg.hptl import parse_depths
-
-    if options.method not in METHODS:
-        raise MicrotuneError(f"--method must be one of {', '.join(METHODS)}, got {options.method!r}.")
-    parse_depths(options.depths)
-    for name in ("epochs", "batch", "crop"):
-        if int(getattr(options, name)) < 1:
-            raise MicrotuneError(f"--{name} must be at least 1, got {getattr(options, name)}.")
-    if options.crop < 32:
-        raise MicrotuneError(f"--crop must be at least 32 pixels (five 2x poolings), got {options.crop}.")
-    if not options.lr > 0:
-        raise MicrotuneError(f"--lr must be positive, got {options.lr}.")
-    if options.l2 < 0:
-        raise MicrotuneError(f"--l2 must be non-negative, got {options.l2}.")
-    if options.l2_mode not in ("decay", "transfer"):
-        raise MicrotuneError(f"--l2-mode must be decay or transfer, got {options.l2_mode!r}.")
-    if not 0 < options.width <= 1:
-        raise MicrotuneError(f"--width must be in (0, 1], got {options.width}.")
-    if options.channels not in (1, 3):
-        raise MicrotuneError(f"--channels must be 1 or 3, got {options.channels}.")
-    if not 0 <= options.dropout < 1:
-        raise MicrotuneError(f"--dropout must be in [0, 1), got {options.dropout}.")
-    if options.subset < 0:
-        raise MicrotuneError(f"--subset must be non-negative, got {options.subset}.")
-    if not (options.split == "specimens" or options.split.startswith("lists:")):
-        raise MicrotuneError(f"--split must be 'specimens' or 'lists:TRAIN.txt,TEST.txt', got {options.split!r}.")
-    return options
+def stage_options(options: SegOptions) -> StageOptions:
+    """The per-network training options of ``options``."""
+    return StageOptions(epochs=options.epochs, batch=options.batch, crop=options.crop, lr=options.lr,
+                        samples_per_epoch=options.samples_per_epoch or None, l2=options.l2,
+                        l2_mode=options.l2_mode, seed=options.seed)
 
 
 def split_indices(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -188,11 +128,11 @@ def run_segmentation(options: SegOptions, *, report: Report | None = None,
 
 def _run_network(options, train, test, report, should_stop, log) -> dict[str, float]:
     from microtune.seg.baselines import DeepLab
-    from microtune.seg.hptl import parse_depths, run_hptl
+    from microtune.seg.hptl import run_hptl
     from microtune.seg.networks import FCN
     from microtune.seg.source import source_vgg
 
-    stage = options.stage_options()
+    stage = stage_options(options)
     if options.method.startswith("hptl"):
         vgg, origin = source_vgg(width=options.width, in_channels=options.channels,
                                  weights=options.source_weights or None, source=options.source,
@@ -211,9 +151,3 @@ def _run_network(options, train, test, report, should_stop, log) -> dict[str, fl
                     dropout=options.dropout, batch_norm=options.batch_norm)
     metrics, _ = train_stage(model, train, test, stage, report=report, should_stop=should_stop)
     return metrics
-
-
-def options_from_dict(values: dict) -> SegOptions:
-    """SegOptions from a flat dict (a sweep's config), ignoring unknown keys."""
-    fields = {f.name for f in dataclasses.fields(SegOptions)}
-    return SegOptions(**{k: v for k, v in values.items() if k in fields})
