@@ -3,7 +3,8 @@
 ``python analysis/hptl_tables.py --tracking-uri URI --experiment NAME --out DIR``
 
 One row per method: the method label is param ``method`` (e.g. ``HPTL``, ``HPTL-2H``, ``HPTL-R``,
-``FCN-8s``, ``otsu``), else tag or param ``model``, else the run name. Each trial contributes its
+``FCN-8s``, ``OTSU``), else tag or param ``model``, else the run name; in a depth sweep the HPTL
+rows are split by transfer depths and freezing (``HPTL t=2,8,9``, ``HPTL t=2,8,9 frozen``). Each trial contributes its
 last logged ``seg_train_loss`` (l1), ``seg_test_loss`` (l2), ``seg_infer_ms`` (ms per image),
 ``seg_acc`` (pixel accuracy, a fraction in [0, 1]) and ``seg_miou``; the table gives the median
 over a method's trials (seeds), the gap l_d = l2 − l1, and the number of trials. Failed trials are
@@ -35,12 +36,25 @@ COLUMNS = {  # metric key -> table column
 
 
 def method_labels(runs: pd.DataFrame) -> pd.Series:
-    """Param ``method``, else tag/param ``model``, else the run name."""
+    """Param ``method``, else tag/param ``model``, else the run name; HPTL rows whose transfer
+    depths or freezing differ within one label (a depth sweep) get them appended, e.g.
+    ``HPTL t=2,8,9`` and ``HPTL t=0,8,9 frozen``."""
     label = pd.Series(None, index=runs.index, dtype=object)
     for column in (f"params.{schema.PARAM_METHOD}", f"tags.{schema.MODEL}", f"params.{schema.AXIS_MODEL}", "run_name"):
         if column in runs:
             label = label.fillna(runs[column])
-    return label.fillna(runs["run_id"]).astype(str)
+    label = label.fillna(runs["run_id"]).astype(str)
+    hptl = label.str.upper().str.startswith("HPTL")
+    suffix = pd.Series("", index=runs.index, dtype=object)
+    for param, fmt in (("depths", " t={}"), ("freeze", "{}")):
+        column = f"params.{param}"
+        if column not in runs:
+            continue
+        values = runs[column].astype(str)
+        varies = hptl & values.groupby(label).transform("nunique").gt(1)
+        text = values.map(lambda v: (" frozen" if v == "True" else "") if param == "freeze" else fmt.format(v))
+        suffix[varies] = suffix[varies] + text[varies]
+    return label + suffix
 
 
 def method_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -106,7 +106,10 @@ def _absolute(path: str | None) -> str | None:
 
 def format_status(rows: list[dict]) -> str:
     """A fixed-width table of :func:`microtune.sweep.runner.status_rows`."""
-    columns = ["trial", "state", "kimg", "fid", "best_fid", "recall", "best_recall", "failures", "config"]
+    if any(row.get("seg_acc") is not None for row in rows):  # a segmentation (hptl) study
+        columns = ["trial", "state", "stage", "epoch", "seg_acc", "seg_miou", "failures", "config"]
+    else:
+        columns = ["trial", "state", "kimg", "fid", "best_fid", "recall", "best_recall", "failures", "config"]
 
     def cell(value) -> str:
         if value is None:

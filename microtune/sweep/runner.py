@@ -87,7 +87,8 @@ class _TuneSession:
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         from ray.tune import Checkpoint
 
-        metrics = {**metrics, TIME_ATTR: int(round(metrics.get(schema.KIMG, 0) * 1000))}
+        if schema.KIMG in metrics:  # GAN trials: ASHA's time axis (segmentation trials report seg_step)
+            metrics = {**metrics, TIME_ATTR: int(round(metrics[schema.KIMG] * 1000))}
         checkpoint = Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
         self._tune.report(metrics, checkpoint=checkpoint)
 
@@ -126,8 +127,10 @@ def _progress_callback(total: int, spec: StudySpec, tracking_uri: str, spool_dir
                 return
             if self.best is None or (value < self.best[0] if mode == "min" else value > self.best[0]):
                 self.best = (value, trial.trial_id)
-                print(f"[{time.strftime('%H:%M:%S')}] new best {metric} {value:.4g} (trial {trial.trial_id}, "
-                      f"kimg {result.get(schema.KIMG, 0):g})", flush=True)
+                at = (f"kimg {result[schema.KIMG]:g}" if schema.KIMG in result else
+                      f"stage {result.get('seg_stage', '-')} epoch {result.get('seg_epoch', '-')}")
+                print(f"[{time.strftime('%H:%M:%S')}] new best {metric} {value:.4g} (trial {trial.trial_id}, {at})",
+                      flush=True)
 
         def _finish(self, trial, status: str) -> None:
             self.done += 1
@@ -362,7 +365,8 @@ def resolve_study(name_or_path: str, project_dir: Path, storage: str | None = No
 
 
 def status_rows(name_or_path: str, *, project_dir: Path, storage: str | None = None) -> list[dict[str, Any]]:
-    """One row per trial: trial, state, kimg, latest and best fid/recall, failures."""
+    """One row per trial: trial, state, kimg, latest and best fid/recall (segmentation trials: stage,
+    epoch, pixel accuracy, mean IoU), failures, config."""
     from ray.tune import ExperimentAnalysis
 
     study_dir = resolve_study(name_or_path, project_dir, storage)
@@ -374,6 +378,8 @@ def status_rows(name_or_path: str, *, project_dir: Path, storage: str | None = N
             "trial": trial.trial_id, "state": trial.status, "kimg": last.get(schema.KIMG),
             "fid": last.get(schema.FID), "best_fid": last.get(schema.BEST_FID),
             "recall": last.get(schema.RECALL), "best_recall": last.get(schema.BEST_RECALL),
+            "stage": last.get("seg_stage"), "epoch": last.get("seg_epoch"),
+            "seg_acc": last.get(schema.SEG_ACC), "seg_miou": last.get(schema.SEG_MIOU),
             "failures": trial.num_failures, "config": _short_config(trial.config),
         })
     return rows

@@ -33,11 +33,15 @@ def check_supported(spec: StudySpec) -> None:
     if spec.scheduler == "asha":
         needed.append(("scheduler.metric", spec.scheduler_metric))
     for where, metric in needed:
-        if metric not in produced:
-            raise SpecError(
-                f"{spec.source}: {where}: {metric} is not measured by metrics.protocols "
-                f"({', '.join(spec.protocols) or 'none'}); add a protocol that produces it."
-            )
+        if metric in produced:
+            continue
+        if spec.model == "hptl":
+            raise SpecError(f"{spec.source}: {where}: {metric} is not measured by segmentation trials "
+                            f"(use {' or '.join(sorted(produced))}).")
+        raise SpecError(
+            f"{spec.source}: {where}: {metric} is not measured by metrics.protocols "
+            f"({', '.join(spec.protocols) or 'none'}); add a protocol that produces it."
+        )
     if spec.scheduler == "asha":
         every = eval_every_kimg(spec)
         for rung in spec.rungs_kimg:
@@ -49,8 +53,13 @@ def check_supported(spec: StudySpec) -> None:
                 )
 
 
+SEG_PRODUCED = frozenset({"seg_acc", "seg_miou"})  # every segmentation trial reports these (schema.SEG_*)
+
+
 def produced_metrics(spec: StudySpec) -> set[str]:
-    """Metric keys the spec's evaluation protocols produce."""
+    """Metric keys a trial of the spec reports that objectives and schedulers may use."""
+    if spec.model == "hptl":
+        return set(SEG_PRODUCED)
     from microtune.metrics.cache import parse_protocol
 
     families = {parse_protocol(p).metric for p in spec.protocols}
@@ -100,12 +109,16 @@ def trial_overrides(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
 
 def describe(spec: StudySpec) -> list[str]:
     """Human-readable lines for ``--dry-run``: the resolved trials or the search space."""
+    if spec.model == "hptl":
+        measured = "pixel accuracy, IoU per class and mean, train/test loss, ms per image: every epoch"
+    else:
+        measured = (f"{', '.join(spec.protocols) or '(losses only)'} with detector {spec.detector}, "
+                    f"every {eval_every_kimg(spec):g} kimg")
     head = [
         f"study      {spec.name} ({spec.model}), spec sha256 {spec.spec_hash[:12]}",
         f"dataset    {spec.dataset}",
         f"train      {', '.join(f'{k}={v}' for k, v in sorted(spec.train.items())) or '(preset defaults)'}",
-        f"metrics    {', '.join(spec.protocols) or '(losses only)'} with detector {spec.detector}, "
-        f"every {eval_every_kimg(spec):g} kimg",
+        f"metrics    {measured}",
         f"resources  {spec.cpu:g} cpu, {spec.gpu:g} gpu per trial; max concurrent "
         f"{spec.max_concurrent or 'as resources allow'}; {spec.max_retries} retries",
         f"scheduler  {spec.scheduler}" + (f" on {spec.scheduler_metric} ({spec.scheduler_mode}), rungs "
@@ -114,13 +127,15 @@ def describe(spec: StudySpec) -> list[str]:
     ]
     if spec.method == "grid":
         trials = spec.grid_trials()
+        arms = f", {len(spec.arms)} of them fixed arms" if spec.arms else ""
         head.append(f"search     grid: {len(trials)} trials ({len(trials) // len(spec.seeds)} "
-                    f"configurations × {len(spec.seeds)} seeds)")
-        names = [*spec.grid, "seed"]
-        widths = [max(len(n), *(len(str(t[n])) for t in trials)) for n in names]
+                    f"configurations{arms} × {len(spec.seeds)} seeds)")
+        names = list(dict.fromkeys([*spec.grid, *(k for arm in spec.arms for k in arm), "seed"]))
+        cells = [[str(t.get(n, "")) for n in names] for t in trials]
+        widths = [max(len(n), *(len(row[i]) for row in cells)) for i, n in enumerate(names)]
         head.append("  #    " + "  ".join(n.ljust(w) for n, w in zip(names, widths)))
-        head.extend((f"  {k:<4d} " + "  ".join(str(t[n]).ljust(w) for n, w in zip(names, widths))).rstrip()
-                    for k, t in enumerate(trials))
+        head.extend((f"  {k:<4d} " + "  ".join(c.ljust(w) for c, w in zip(row, widths))).rstrip()
+                    for k, row in enumerate(cells))
         return head
     objectives = ", ".join(f"{o.mode} {o.metric}" for o in spec.objectives)
     head.append(f"search     optuna {spec.sampler}: {spec.num_samples} samples × {len(spec.seeds)} seeds "

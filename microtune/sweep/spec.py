@@ -11,12 +11,15 @@ Grammar (every key optional unless marked)::
     model: stylegan2                 # stylegan2 | dcgan | hptl
     dataset: path/to/dataset         # required; a prepared dataset directory (relative to the
                                      # current directory) or {path: ..., }
-    train: {cfg: tiny, kimg: 4, ...} # fixed training options (microtune.gan.config.TrainOptions)
+    train: {cfg: tiny, kimg: 4, ...} # fixed training options (microtune.gan.config.TrainOptions;
+                                     # hptl: microtune.seg.options.SegOptions)
     search:
       method: grid                   # grid | optuna
       seeds: [0, 1, 2]               # every configuration runs once per seed
       params:                        # grid: name -> list of values
         augpipe: [none, bg]          # optuna: name -> distribution (see below) or list (categorical)
+      arms:                          # grid: fixed configurations run besides the cross product
+        - {augpipe: bgc, ada_target: 0.6}   # (once per seed), e.g. the baselines of a study
       num_samples: 16                # optuna: configurations to sample (each run per seed)
       sampler: tpe                   # optuna: tpe | nsga2
       objectives:                    # optuna: one (single objective) or more (multi-objective)
@@ -34,6 +37,12 @@ Grammar (every key optional unless marked)::
     max_concurrent: 2                # trials at once (0 = as many as resources allow)
     failure: {max_retries: 3}        # retries of a failed trial, each from its last checkpoint
     tracking: {uri: null}            # null: the local MLflow server of the project
+
+``model: hptl`` (segmentation, :mod:`microtune.seg`): ``train`` and the axes are segmentation
+options (``method``, ``depths``, ``epochs``, ...; the dataset needs masks); trials report
+``seg_acc``, ``seg_miou``, the losses and ms per image every epoch; the default objective is
+``{metric: seg_acc, mode: max}``; ``metrics`` and ASHA do not apply. Paths in ``split: lists:A,B``,
+``source_weights``, ``cache_dir`` and ``deeplab_weights`` are relative to the current directory.
 
 Optuna distributions: ``{type: float, low: 0.3, high: 0.9, step: 0.1, log: false}``,
 ``{type: int, low: 10, high: 3000, log: true}``, ``{type: categorical, choices: [bg, bgc]}``.
@@ -95,6 +104,7 @@ class StudySpec:
     method: str = "grid"
     seeds: tuple[int, ...] = (0,)
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    arms: tuple[dict[str, Any], ...] = ()                  # grid: fixed extra configurations
     space: dict[str, Distribution] = field(default_factory=dict)
     num_samples: int = 1
     sampler: str = "tpe"
@@ -124,13 +134,22 @@ class StudySpec:
         out["dataset"] = str(self.dataset)
         out["space"] = {k: v.__dict__ for k, v in self.space.items()}
         out["objectives"] = [o.__dict__ for o in self.objectives]
+        out["arms"] = [dict(a) for a in self.arms]
         return out
+
+    def grid_configurations(self) -> list[dict[str, Any]]:
+        """The grid's configurations: the cross product of ``params`` (one empty configuration when
+        there are no params and no arms), then the ``arms``."""
+        names = list(self.grid)
+        if names:
+            combos = [dict(zip(names, combo)) for combo in itertools.product(*(self.grid[n] for n in names))]
+        else:
+            combos = [] if self.arms else [{}]
+        return combos + [dict(arm) for arm in self.arms]
 
     def grid_trials(self) -> list[dict[str, Any]]:
         """Every (configuration × seed) of a grid study, as override dicts, in launch order."""
-        names = list(self.grid)
-        combos = itertools.product(*(self.grid[n] for n in names)) if names else [()]
-        return [{**dict(zip(names, combo)), "seed": seed} for combo in combos for seed in self.seeds]
+        return [{**config, "seed": seed} for config in self.grid_configurations() for seed in self.seeds]
 
     def trial_count(self) -> int:
         """Number of trials the study runs."""
@@ -175,7 +194,9 @@ def parse_spec(data: Any, *, source: str = "<spec>", check_dataset: bool = True)
     train = dict(v.mapping(root.get("train", {}), "train"))
     kw: dict[str, Any] = dict(name=name, model=model, dataset=dataset, source=source, train=train,
                               description=str(root.get("description", "")), raw=copy.deepcopy(root))
-    kw.update(_parse_search(v, root.get("search", {})))
+    if model == "hptl":
+        kw["train"] = _absolute_seg_paths(train)
+    kw.update(_parse_search(v, root.get("search", {}), model))
     kw.update(_parse_scheduler(v, root.get("scheduler", {}), kw))
     kw.update(_parse_metrics(v, root.get("metrics", {})))
     res = v.mapping(root.get("resources", {}), "resources", allowed=("cpu", "gpu"))
@@ -198,8 +219,9 @@ def _dataset_path(v: _Validator, value: Any) -> Path:
     return Path(v.string(value, "dataset")).expanduser().absolute()
 
 
-def _parse_search(v: _Validator, data: Any) -> dict[str, Any]:
-    search = v.mapping(data, "search", allowed=("method", "seeds", "params", "num_samples", "sampler", "objectives"))
+def _parse_search(v: _Validator, data: Any, model: str) -> dict[str, Any]:
+    search = v.mapping(data, "search", allowed=("method", "seeds", "params", "arms", "num_samples", "sampler",
+                                                 "objectives"))
     method = v.choice(search.get("method", "grid"), "search.method", SEARCH_METHODS)
     seeds = v.sequence(search.get("seeds", [0]), "search.seeds", nonempty=True)
     seeds = tuple(v.integer(s, f"search.seeds[{i}]", low=0) for i, s in enumerate(seeds))
@@ -212,14 +234,23 @@ def _parse_search(v: _Validator, data: Any) -> dict[str, Any]:
             if key in search:
                 v.fail(f"search.{key}", "applies only to method: optuna")
         out["grid"] = {k: tuple(v.sequence(vals, f"search.params.{k}", nonempty=True)) for k, vals in params.items()}
+        arms = v.sequence(search.get("arms", []), "search.arms")
+        out["arms"] = tuple(dict(v.mapping(arm, f"search.arms[{i}]")) for i, arm in enumerate(arms))
+        if model == "hptl":
+            out["grid"] = {k: tuple(_absolute_seg_paths({k: x})[k] for x in vals) for k, vals in out["grid"].items()}
+            out["arms"] = tuple(_absolute_seg_paths(arm) for arm in out["arms"])
+        if any(arm == {} for arm in out["arms"]):
+            v.fail("search.arms", "lists an empty configuration")
         return out
+    if "arms" in search:
+        v.fail("search.arms", "applies only to method: grid")
     if not params:
         v.fail("search.params", "needs at least one parameter to search for method: optuna")
     out["space"] = {k: _distribution(v, d, f"search.params.{k}") for k, d in params.items()}
     out["num_samples"] = v.integer(search.get("num_samples", 8), "search.num_samples", low=1)
     out["sampler"] = v.choice(search.get("sampler", "tpe"), "search.sampler", SAMPLERS)
-    objectives = v.sequence(search.get("objectives", [{"metric": "fid", "mode": "min"}]),
-                            "search.objectives", nonempty=True)
+    default = {"metric": "seg_acc", "mode": "max"} if model == "hptl" else {"metric": "fid", "mode": "min"}
+    objectives = v.sequence(search.get("objectives", [default]), "search.objectives", nonempty=True)
     parsed = []
     for i, obj in enumerate(objectives):
         where = f"search.objectives[{i}]"
@@ -297,22 +328,21 @@ def _parse_metrics(v: _Validator, data: Any) -> dict[str, Any]:
 
 def _check_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> None:
     """Axis values that must be checked against the model's options and the dataset."""
-    count, resolution = _dataset_facts(v, spec.dataset, check_dataset)
     if spec.model == "hptl":
-        v.fail("model", "hptl sweeps need the HPTL segmentation trainer, which is not part of this build")
+        _check_seg_trials(v, spec, check_dataset)
+        return
+    count, resolution = _dataset_facts(v, spec.dataset, check_dataset)
     from microtune.gan import config as gan_config
 
     known = {f for f in gan_config.TrainOptions.__dataclass_fields__} - {"model", "resolution", "seed"}
-    for key in spec.train:
-        if key not in known:
-            v.fail(f"train.{key}", "is not a training option")
+    _check_keys(v, spec, known, "a training option")
     axes = dict(spec.grid) if spec.method == "grid" else {k: d.choices for k, d in spec.space.items() if d.choices}
-    for key in (spec.grid if spec.method == "grid" else spec.space):
-        if key not in known:
-            v.fail(f"search.params.{key}", "is not a training option")
     for key, values in axes.items():
         for i, value in enumerate(values):
             _check_axis_value(v, f"search.params.{key}[{i}]", key, value, count, gan_config)
+    for i, arm in enumerate(spec.arms):
+        for key, value in arm.items():
+            _check_axis_value(v, f"search.arms[{i}].{key}", key, value, count, gan_config)
     if spec.method == "optuna":
         for key, d in spec.space.items():
             if d.kind != "categorical":
@@ -322,6 +352,102 @@ def _check_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> None:
         _check_axis_value(v, f"train.{key}", key, value, count, gan_config)
     if resolution is not None:
         _check_resolved_options(v, spec, resolution, gan_config)
+
+
+def _check_keys(v: _Validator, spec: StudySpec, known: set[str], what: str) -> None:
+    """Every key of train, the axes and the arms must be one of ``known``."""
+    for key in spec.train:
+        if key not in known:
+            v.fail(f"train.{key}", f"is not {what}")
+    for key in (spec.grid if spec.method == "grid" else spec.space):
+        if key not in known:
+            v.fail(f"search.params.{key}", f"is not {what}")
+    for i, arm in enumerate(spec.arms):
+        for key in arm:
+            if key not in known:
+                v.fail(f"search.arms[{i}].{key}", f"is not {what}")
+
+
+# Segmentation options that name files, made absolute at parse time (trials run in other directories)
+_SEG_PATH_OPTIONS = ("source_weights", "cache_dir", "deeplab_weights")
+
+
+def _absolute_seg_paths(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for key in _SEG_PATH_OPTIONS:
+        if isinstance(out.get(key), str) and out[key] and "://" not in out[key] and out[key] != "imagenet":
+            out[key] = str(Path(out[key]).expanduser().absolute())
+    split = out.get("split")
+    if isinstance(split, str) and split.startswith("lists:"):
+        files = [str(Path(f).expanduser().absolute()) if f else f for f in split[len("lists:"):].split(",")]
+        out["split"] = "lists:" + ",".join(files)
+    return out
+
+
+def _check_seg_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> None:
+    """HPTL (segmentation) studies: options are :class:`microtune.seg.options.SegOptions` fields."""
+    import dataclasses
+
+    from microtune.seg.options import SegOptions, options_from_dict, validate
+
+    if spec.protocols or spec.eval_every_kimg is not None or spec.detector != "standard":
+        v.fail("metrics", "does not apply to model: hptl (segmentation trials measure pixel accuracy, IoU, "
+                          "losses and inference time every epoch)")
+    if spec.scheduler == "asha":
+        v.fail("scheduler.type", "asha does not apply to model: hptl (a trial trains several networks in "
+                                 "stages, so its epochs are not one budget); use fifo")
+    types = {f.name: f.type for f in dataclasses.fields(SegOptions)}  # "str", "int", "float" or "bool"
+    known = set(types) - {"data", "seed"}
+    _check_keys(v, spec, known, "a segmentation option")
+    if check_dataset:
+        _dataset_facts(v, spec.dataset, True)
+        manifest = json.loads((spec.dataset / "manifest.json").read_text())
+        if not manifest.get("class_names"):
+            v.fail("dataset", f"{spec.dataset} has no masks; model: hptl needs a dataset prepared with --masks "
+                              "and --class-names")
+
+    def check_types(where: str, overrides: dict[str, Any], per_key: bool) -> None:
+        for key, value in overrides.items():
+            at = f"{where}.{key}" if per_key else where
+            kind = types[key]
+            if kind == "bool":
+                v.boolean(value, at)
+            elif kind == "int":
+                v.integer(value, at)
+            elif kind == "float":
+                v.number(value, at)
+            elif not isinstance(value, str):
+                v.fail(at, f"must be a string, got {value!r}" + (" (write depths as '2,8,9')" if key == "depths" else ""))
+
+    def check(where: str, overrides: dict[str, Any], per_key: bool = False) -> None:
+        """Refuse ``train`` + ``overrides``; ``per_key``: name ``where.KEY`` in type errors."""
+        check_types(where, overrides, per_key)
+        values = {**spec.train, **overrides}
+        try:
+            validate(options_from_dict({**values, "data": str(spec.dataset)}))
+        except MicrotuneError as exc:
+            v.fail(where, f"{overrides or 'the fixed options'} are invalid: {exc}")
+        split = values.get("split", "")
+        if isinstance(split, str) and split.startswith("lists:"):
+            for f in split[len("lists:"):].split(","):
+                if not Path(f).is_file():
+                    v.fail(where, f"split list {f} does not exist")
+
+    check("train", spec.train, per_key=True)
+    if spec.method == "grid":
+        for key, values in spec.grid.items():
+            for i, value in enumerate(values):
+                check(f"search.params.{key}[{i}]", {key: value})
+        for i, arm in enumerate(spec.arms):
+            check(f"search.arms[{i}]", arm, per_key=True)
+        for config in spec.grid_configurations():
+            check("search.params", config)
+        return
+    for key, d in spec.space.items():
+        values = d.choices if d.kind == "categorical" else (d.low, d.high)
+        for i, value in enumerate(values):
+            check(f"search.params.{key}" + (f"[{i}]" if d.kind == "categorical" else f".{('low', 'high')[i]}"),
+                  {key: int(value) if d.kind == "int" else value})
 
 
 def _check_axis_value(v: _Validator, where: str, key: str, value: Any, count: int | None, gan_config: Any) -> None:

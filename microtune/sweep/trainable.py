@@ -104,6 +104,10 @@ def update_best(best: dict[str, float], metrics: dict[str, float]) -> bool:
 
 def run_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
     """Run one trial to the end (or until Tune stops it); returns the last metrics."""
+    if ctx.spec.model == "hptl":
+        from microtune.sweep.seg_trial import run_seg_trial
+
+        return run_seg_trial(config, ctx, session)
     from microtune.data.dataset import Dataset
     from microtune.gan.loop import train
     from microtune.tracking.mlflow_io import Tracker

@@ -140,6 +140,12 @@ class Tracker:
                 return self._ref(previous)
             return self._start(experiment, name, parent_run_id, schema.ROLE_TRIAL, tags, params)
 
+    def previous_trial_run(self, experiment: str, name: str, parent_run_id: str) -> str | None:
+        """The run this spool last started for a trial called ``name`` under ``parent_run_id`` (its
+        id, or a local reference while undelivered), or None."""
+        with self._lock:
+            return self._previous_trial(experiment, name, parent_run_id)
+
     def _previous_trial(self, experiment: str, name: str, parent: str) -> str | None:
         parent_id = self._identity(self._ref(parent))
         for rec in reversed(self.spool.records):

@@ -95,3 +95,32 @@ def study_record(project: Path, name: str) -> dict:
 
 def checkpoints(project: Path, name: str) -> list[Path]:
     return sorted((project / "runs" / "sweeps" / name).glob("*/checkpoint_*"))
+
+
+@pytest.fixture(scope="session")
+def seg_dataset(sweep_project) -> Path:
+    """A 48×48 synthetic 3-phase dataset with masks (16 images, 4 specimens) in the sweep project."""
+    out = sweep_project / "seg-ds"
+    result = subprocess.run(microtune_cmd("data", "synth", str(out), "--count", "16", "--resolution", "64",
+                                          "--specimens", "4", "--inclusions"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def write_seg_spec(project: Path, name: str, dataset: Path, **overrides) -> Path:
+    """A CPU-sized HPTL (model: hptl) grid spec: two depth settings plus an Otsu arm."""
+    spec = {
+        "name": name, "model": "hptl", "dataset": str(dataset),
+        "train": {"method": "hptl", "epochs": 2, "batch": 8, "crop": 48, "lr": 2e-3, "width": 0.0625,
+                  "samples_per_epoch": 32, "source": "textures", "source_steps": 20, "dropout": 0.0},
+        "search": {"method": "grid", "seeds": [0], "params": {"depths": ["2,8,9", "0,0,0"]},
+                   "arms": [{"method": "otsu"}]},
+        "resources": {"cpu": 1, "gpu": 0},
+        "max_concurrent": 2,
+    }
+    for key, value in overrides.items():
+        spec[key] = {**spec[key], **value} if key == "train" else value
+    path = project / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path

@@ -1,0 +1,100 @@
+"""One segmentation trial (``model: hptl``): Ray config → :func:`microtune.seg.run.run_segmentation`.
+
+The counterpart of :func:`microtune.sweep.trainable.run_trial` for the HPTL study; like it, this
+module knows nothing of ``ray.tune`` (the runner hands it a :class:`~microtune.sweep.trainable.Session`).
+
+What a trial does
+
+1. Resolve its :class:`~microtune.seg.options.SegOptions`: the spec's fixed ``train`` options, the
+   trial's overrides (axes, arm and ``seed``) and the spec's dataset. Trials of one launch share a
+   cache of trained stage-1 source networks (``<metrics cache>/seg-source``) unless the spec sets
+   ``cache_dir``: HPTL, HPTL-R and HPTL-2H with one seed train the texture source VGG-19 once.
+2. Open its MLflow child run: params are the options, with ``method`` = the table label
+   (``HPTL``, ``HPTL-R``, ``OTSU``, ... as :mod:`analysis.hptl_tables` groups them) and
+   ``method_key`` = the option value (``hptl``, ``hptl-r``, ``otsu``, ...); tag ``model`` = the
+   method key.
+3. Train: after every epoch of every trained network, the epoch's metrics (pixel accuracy, IoU,
+   losses and their gap, ms per image, stage, epoch) go to MLflow at step = training crops seen
+   and to Tune. Otsu and the SVM report once.
+
+Segmentation trials keep no checkpoint: a retried trial trains again from the start. Its earlier
+attempt's MLflow run is closed as FAILED (tag ``retried=true``) so no curve mixes two
+attempts, and the analysis, which leaves failed runs out, counts the trial once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from microtune.sweep.space import trial_overrides
+from microtune.sweep.trainable import RUN_ID_KEY, Session, TrialContext
+from microtune.tracking import schema
+
+SEG_STEP = "seg_step"          # training crops seen when a report was made (the MLflow step)
+RETRIED = "retried"            # tag "true" on an abandoned attempt's run (a later attempt has its own)
+SOURCE_CACHE = "seg-source"    # under the launch's cache directory
+
+
+def resolve_seg_options(ctx: TrialContext, overrides: dict[str, Any]):
+    """The trial's validated :class:`~microtune.seg.options.SegOptions`."""
+    from microtune.seg.options import options_from_dict, validate
+
+    spec = ctx.spec
+    values = {**spec.train, **overrides, "data": str(spec.dataset)}
+    if not values.get("cache_dir") and ctx.cache_dir:
+        values["cache_dir"] = str(Path(ctx.cache_dir) / SOURCE_CACHE)
+    return validate(options_from_dict(values))
+
+
+def seg_params(options: Any, dataset_size: int) -> dict[str, Any]:
+    """MLflow params of a segmentation trial (see the module docstring)."""
+    params = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("method", "data")}
+    params.update({schema.PARAM_METHOD: options.label, "method_key": options.method, "dataset": options.data,
+                   schema.PARAM_DATASET_SIZE: dataset_size})
+    return params
+
+
+def run_seg_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
+    """Run one segmentation trial to the end; returns its final metrics."""
+    import torch
+
+    from microtune.data.dataset import Dataset
+    from microtune.seg.run import run_segmentation
+    from microtune.tracking.mlflow_io import Tracker
+
+    spec = ctx.spec
+    overrides = trial_overrides(spec, config)
+    options = resolve_seg_options(ctx, overrides)
+    torch.set_num_threads(max(1, int(spec.cpu)))
+    trial_dir = Path(session.trial_dir())
+    trial_dir.mkdir(parents=True, exist_ok=True)
+    (trial_dir / "worker.pid").write_text(str(os.getpid()))
+    tracker = Tracker(ctx.tracking_uri, spool_dir=trial_dir / "mlflow-spool")
+    name = f"{session.trial_id()} " + "-".join(f"{k}={v}" for k, v in overrides.items())
+    # an earlier attempt of this trial: from this trial directory's spool, else (another node) the server
+    earlier = tracker.previous_trial_run(spec.name, name, ctx.parent_run_id)
+    if earlier is None:
+        found = tracker.find_run(spec.name, {schema.TRIAL_ID: session.trial_id(), schema.PARENT_RUN_ID: ctx.parent_run_id})
+        earlier = found[0] if found else None
+    run_id = tracker.start_trial_run(
+        spec.name, parent_run_id=ctx.parent_run_id, name=name, resume=False,
+        tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
+              schema.TRIAL_ID: session.trial_id(), schema.MODEL: options.method, schema.DEVICE: "cpu",
+              schema.DETECTOR: "none"},
+        params=seg_params(options, Dataset.open(spec.dataset).count),
+    )
+    if earlier is not None:  # a retry: close the abandoned attempt's run
+        tracker.set_tags(earlier, {RETRIED: "true", schema.TRIAL_STATUS: "FAILED"})
+        tracker.end_run(earlier, "FAILED")
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(run_id, metrics, step=step)
+        session.report({**metrics, SEG_STEP: step, RUN_ID_KEY: run_id}, None)
+
+    final = run_segmentation(options, report=report)
+    tracker.end_run(run_id, "FINISHED")
+    tracker.flush()
+    return final
