@@ -14,6 +14,7 @@ from PIL import Image
 
 from analysis import augmentations, compute, dataset_size, hptl_tables, pareto, report, samples, target_rt
 from analysis.loader import load_study
+from microtune.tracking import schema
 from tests.analysis import fake_studies as fake
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,3 +211,15 @@ def test_interpolation_from_a_logged_checkpoint(store, tmp_path):
                                               "checkpoints/best/network-nimg000000200.pt"]) == "checkpoints/best/network-nimg000000200.pt"
     assert interpolation.checkpoint_artifact(["checkpoints/final.pt"]) == "checkpoints/final.pt"
     assert interpolation.checkpoint_artifact(["checkpoints/notes.txt"]) is None
+
+
+def test_hptl_labels_split_a_depth_sweep_only_where_depths_vary():
+    runs = pd.DataFrame({
+        "run_id": list("abcdef"),
+        f"params.{schema.PARAM_METHOD}": ["HPTL", "HPTL", "HPTL", "HPTL-R", "OTSU", "OTSU"],
+        "params.depths": ["2,8,9", "2,8,9", "0,8,9", "2,8,9", "2,8,9", "0,0,0"],
+        "params.freeze": ["False", "True", "False", "False", "False", "False"],
+    })
+    assert list(hptl_tables.method_labels(runs)) == [
+        "HPTL t=2,8,9", "HPTL t=2,8,9 frozen", "HPTL t=0,8,9",  # depths and freezing vary among HPTL runs
+        "HPTL-R", "OTSU", "OTSU"]                                 # one HPTL-R setting; baselines never split
