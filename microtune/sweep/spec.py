@@ -54,6 +54,7 @@ import copy
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,10 +377,10 @@ def _absolute_seg_paths(values: dict[str, Any]) -> dict[str, Any]:
     out = dict(values)
     for key in _SEG_PATH_OPTIONS:
         if isinstance(out.get(key), str) and out[key] and "://" not in out[key] and out[key] != "imagenet":
-            out[key] = str(Path(out[key]).expanduser().absolute())
+            out[key] = os.path.abspath(os.path.expanduser(out[key]))
     split = out.get("split")
     if isinstance(split, str) and split.startswith("lists:"):
-        files = [str(Path(f).expanduser().absolute()) if f else f for f in split[len("lists:"):].split(",")]
+        files = [os.path.abspath(os.path.expanduser(f)) if f else f for f in split[len("lists:"):].split(",")]
         out["split"] = "lists:" + ",".join(files)
     return out
 
