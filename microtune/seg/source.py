@@ -23,6 +23,7 @@ Two sources, in this order of preference:
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -158,14 +159,23 @@ def source_vgg(*, width: float, in_channels: int = 1, weights: str | os.PathLike
         return load_imagenet_vgg(path, in_channels=in_channels), f"imagenet:{path.name}"
     label = f"textures:w{width:g}-c{in_channels}-s{steps}-seed{seed}-{optimizer}{'-bn' if batch_norm else ''}"
     cached = Path(cache_dir) / f"source-vgg19-{label.split(':')[1]}.pt" if cache_dir else None
-    model = VGG19(len(TEXTURE_CLASSES), in_channels=in_channels, width=width, batch_norm=batch_norm)
-    if cached is not None and cached.is_file():
-        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
-        return model.eval(), label
-    model = train_texture_vgg(width=width, in_channels=in_channels, steps=steps, optimizer=optimizer, batch_norm=batch_norm, seed=seed, log=log)
-    if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
+    train = dict(width=width, in_channels=in_channels, steps=steps, optimizer=optimizer, batch_norm=batch_norm,
+                 seed=seed, log=log)
+    if cached is None:
+        return train_texture_vgg(**train), label
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    # concurrent trials of a sweep share the cache: one trains, the others wait for its file
+    with open(cached.with_suffix(".lock"), "a") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        except OSError:
+            pass  # a file system without flock: duplicate work, still atomic
+        if cached.is_file():
+            model = VGG19(len(TEXTURE_CLASSES), in_channels=in_channels, width=width, batch_norm=batch_norm)
+            model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+            return model.eval(), label
+        model = train_texture_vgg(**train)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
         torch.save(model.state_dict(), tmp)
         tmp.replace(cached)
     return model, label

@@ -3,6 +3,7 @@ on 127.0.0.1, and helpers to run the CLI as a separate process (each launch star
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,14 +69,21 @@ def start_cli(project: Path, *args: str, log_name: str) -> subprocess.Popen:
                             env=env, start_new_session=True)
 
 
-def run_cli(project: Path, *args: str, log_name: str, timeout: float = 400) -> tuple[int, str]:
-    proc = start_cli(project, *args, log_name=log_name)
+@contextlib.contextmanager
+def killed_on_exit(proc: subprocess.Popen):
+    """Yield ``proc``; on leaving (also after a failed wait), SIGKILL its process group if it still runs,
+    so that no driver, Ray or trial process outlives the test."""
     try:
-        rc = proc.wait(timeout=timeout)
+        yield proc
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def run_cli(project: Path, *args: str, log_name: str, timeout: float = 400) -> tuple[int, str]:
+    with killed_on_exit(start_cli(project, *args, log_name=log_name)) as proc:
+        rc = proc.wait(timeout=timeout)
     return rc, (project / log_name).read_text()
 
 

@@ -8,7 +8,6 @@ nothing else on the machine is touched.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import pytest
 
 from microtune.sweep.localcluster import RAY, LocalCluster
 from microtune.tracking import mlflow_io, schema
-from tests.sweep.conftest import run_cli, start_cli, wait_for, write_spec
+from tests.sweep.conftest import killed_on_exit, run_cli, start_cli, wait_for, write_spec
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -53,14 +52,11 @@ def test_study_survives_losing_its_worker_node(cluster, sweep_project, sweep_ser
     proc = _cluster_cli(cluster, sweep_project, "sweep", "launch", str(spec), "--force",
                         "--address", cluster.gcs, log_name="nodeloss.log")
     study = sweep_project / "runs" / "sweeps" / "nodeloss"
-    try:
+    with killed_on_exit(proc):
         # both trials (one per node: each node has 1 CPU) have reported with a checkpoint
         wait_for(lambda: len({p.parent for p in study.glob("*/checkpoint_*")}) >= 2, 300, "both trials' checkpoints")
         assert cluster.kill_worker(0) > 0, "the worker node's raylet was not found"  # the node dies
         rc = proc.wait(timeout=500)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     log = (sweep_project / "nodeloss.log").read_text()
     assert rc == 0, log[-4000:]
     runs = mlflow_io.load_runs(sweep_server.uri, "nodeloss", launch="latest")

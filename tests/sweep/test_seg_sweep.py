@@ -8,7 +8,7 @@ import signal
 from analysis import hptl_tables
 from microtune.sweep.seg_trial import RETRIED
 from microtune.tracking import mlflow_io, schema
-from tests.sweep.conftest import run_cli, start_cli, wait_for, write_seg_spec
+from tests.sweep.conftest import killed_on_exit, run_cli, start_cli, wait_for, write_seg_spec
 
 
 def test_hptl_depth_sweep_with_a_baseline_arm(sweep_project, sweep_server, seg_dataset, tmp_path):
@@ -44,15 +44,11 @@ def test_hptl_depth_sweep_with_a_baseline_arm(sweep_project, sweep_server, seg_d
 def test_killed_segmentation_trial_restarts_in_a_new_run(sweep_project, sweep_server, seg_dataset):
     spec = write_seg_spec(sweep_project, "segretry", seg_dataset, train={"samples_per_epoch": 320},
                           search={"method": "grid", "seeds": [0], "params": {"depths": ["2,8,9"]}})
-    proc = start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="segretry.log")
-    try:
+    with killed_on_exit(start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="segretry.log")) as proc:
         study = sweep_project / "runs" / "sweeps" / "segretry"
         wait_for(lambda: any(study.glob("*/worker.pid")) and "stage 3" in _results(study), 240, "stage 3 reports")
         os.kill(int(next(study.glob("*/worker.pid")).read_text()), signal.SIGKILL)
         rc = proc.wait(timeout=400)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     log = (sweep_project / "segretry.log").read_text()
     assert rc == 0, log
     runs = mlflow_io.load_runs(sweep_server.uri, "segretry", launch="latest")

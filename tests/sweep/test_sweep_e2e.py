@@ -8,7 +8,8 @@ import signal
 import numpy as np
 
 from microtune.tracking import mlflow_io, schema
-from tests.sweep.conftest import checkpoints, run_cli, start_cli, study_record, wait_for, write_spec
+from tests.sweep.conftest import (checkpoints, killed_on_exit, run_cli, start_cli, study_record, wait_for,
+                                  write_spec)
 
 
 def trial_runs(uri: str, name: str):
@@ -50,15 +51,11 @@ def test_two_trial_sweep_logs_parent_and_child_runs(sweep_project, sweep_server)
 def test_killed_trial_is_retried_from_its_checkpoint(sweep_project, sweep_server):
     spec = write_spec(sweep_project, "retry", train={"kimg": 0.5},
                       search={"method": "grid", "seeds": [0], "params": {"augpipe": ["bg"]}})
-    proc = start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="retry.log")
-    try:
+    with killed_on_exit(start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="retry.log")) as proc:
         wait_for(lambda: len(checkpoints(sweep_project, "retry")) >= 2, 240, "two trial checkpoints")
         pid_file = next((sweep_project / "runs" / "sweeps" / "retry").glob("*/worker.pid"))
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         rc = proc.wait(timeout=400)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     log = (sweep_project / "retry.log").read_text()
     assert rc == 0, log
     runs = trial_runs(sweep_server.uri, "retry")
@@ -75,14 +72,11 @@ def test_killed_trial_is_retried_from_its_checkpoint(sweep_project, sweep_server
 
 def test_driver_killed_then_resume_completes_the_study(sweep_project, sweep_server):
     spec = write_spec(sweep_project, "resume", train={"kimg": 0.3}, max_concurrent=1)
-    proc = start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="resume-1.log")
-    try:
+    with killed_on_exit(start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="resume-1.log")):
         wait_for(lambda: "1/2 done" in (sweep_project / "resume-1.log").read_text(), 300, "the first trial")
         wait_for(lambda: any(p.parent.name.endswith("00001") or "00001" in p.parent.name
                              for p in checkpoints(sweep_project, "resume")), 120, "a checkpoint of the second trial")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
-        proc.wait()
+    # leaving the block killed the driver and everything it started
     rc, log = run_cli(sweep_project, "sweep", "resume", "resume", log_name="resume-2.log")
     assert rc == 0, log
     runs = trial_runs(sweep_server.uri, "resume")
@@ -97,8 +91,7 @@ def test_tracking_server_down_for_a_while_loses_no_metric(sweep_project, sweep_s
 
     spec = write_spec(sweep_project, "outage", train={"kimg": 0.5},
                       search={"method": "grid", "seeds": [0], "params": {"augpipe": ["bg"]}})
-    proc = start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="outage.log")
-    try:
+    with killed_on_exit(start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="outage.log")) as proc:
         wait_for(lambda: len(checkpoints(sweep_project, "outage")) >= 1, 240, "a first checkpoint")
         server = find_local_server(sweep_project)
         server.stop()                                         # the tracking server goes away ...
@@ -107,9 +100,6 @@ def test_tracking_server_down_for_a_while_loses_no_metric(sweep_project, sweep_s
         restarted = ensure_local_server(sweep_project, port=sweep_server.port)  # ... and comes back
         assert restarted.uri == sweep_server.uri
         rc = proc.wait(timeout=400)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     log = (sweep_project / "outage.log").read_text()
     assert rc == 0, log
     runs = trial_runs(sweep_server.uri, "outage")
