@@ -10,10 +10,12 @@
   pixel samples.
 * FCN-32s/16s/8s from random initialisation: :func:`microtune.seg.run.run_segmentation`
   with ``method="fcn8s-scratch"`` etc. (no transfer; the same loop as HPTL).
-* ``deeplab``: torchvision's DeepLabV3 (``deeplabv3_mobilenet_v3_large`` by default, or
-  ``deeplabv3_resnet50``), randomly initialised (no backbone weights offline). torchvision has no
-  DeepLabV3+ (the paper's baseline: DeepLabV3 plus a low-level decoder) and no well-kept offline
-  implementation was available here, so DeepLabV3 stands in for it, labelled ``DeepLabV3``.
+* ``deeplab``: DeepLabV3+ (Chen et al., ECCV 2018), our implementation in
+  :mod:`microtune.seg.deeplab` on a torchvision backbone (``deeplab_backbone``: ResNet-50 by
+  default, ResNet-18 or MobileNetV3-Large; output stride 16, ASPP rates 6/12/18 + image pooling,
+  stride-4 decoder), labelled ``DeepLabV3+``. ``width`` scales its head's channels (256/48 at 1).
+  The encoder is randomly initialised unless ``deeplab_weights`` names a torchvision ImageNet
+  state-dict file or ``"imagenet"`` (torch hub cache, else a download through torchvision).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from scipy import ndimage
 
 from microtune.errors import MicrotuneError
 from microtune.metrics.segmentation import ConfusionMatrix
+from microtune.seg.options import DEEPLAB_BACKBONES as _DEEPLAB_BACKBONES
 from microtune.tracking import schema
 
 SIGMAS = (1.0, 2.0, 4.0)
@@ -124,24 +127,17 @@ def run_svm(train_images, train_masks, test_images, test_masks, class_names, *, 
     return out
 
 
-# -- DeepLabV3 --------------------------------------------------------------------------------------
-DEEPLAB_BACKBONES = ("mobilenet_v3_large", "resnet50")
+# -- DeepLabV3+ -------------------------------------------------------------------------------------
+DEEPLAB_BACKBONES = _DEEPLAB_BACKBONES
 
 
-class DeepLab(torch.nn.Module):
-    """torchvision DeepLabV3 (random init) taking 1- or 3-channel input, returning (N, C, H, W) logits."""
+def build_deeplab(options, num_classes: int, *, log=None) -> torch.nn.Module:
+    """The DeepLabV3+ of ``options`` (a SegOptions): backbone, head width, input channels, encoder weights."""
+    from microtune.seg.deeplab import DeepLabV3Plus
 
-    def __init__(self, num_classes: int, *, in_channels: int = 1, backbone: str = "mobilenet_v3_large"):
-        super().__init__()
-        from torchvision.models import segmentation as seg
-
-        if backbone not in DEEPLAB_BACKBONES:
-            raise MicrotuneError(f"--deeplab-backbone must be one of {', '.join(DEEPLAB_BACKBONES)}, got {backbone!r}.")
-        build = seg.deeplabv3_mobilenet_v3_large if backbone == "mobilenet_v3_large" else seg.deeplabv3_resnet50
-        self.net = build(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
-        self.in_channels = in_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.in_channels == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return self.net(x)["out"]
+    model = DeepLabV3Plus(num_classes, in_channels=options.channels, backbone=options.deeplab_backbone,
+                          width=options.width, weights=options.deeplab_weights or None)
+    if log:
+        log(f"DeepLabV3+ ({options.deeplab_backbone}, head width {options.width:g}): encoder weights "
+            f"{model.weights_origin}")
+    return model

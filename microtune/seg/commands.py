@@ -20,14 +20,17 @@ Train and evaluate one segmentation method on a dataset with masks, without Ray.
 Parameter Transfer Learning) trains VGG-19 on a source task, then FCN-32s, FCN-16s and FCN-8s on the
 target data, each starting from the first t1, t2, t3 units of the previous network (units:
 conv1..conv5, fc6, fc7, score_fr, upscore2, score_pool4; paper depths 2,8,9). Baselines: otsu,
-svm, fcnNs-scratch, deeplab (torchvision DeepLabV3, not V3+). Per epoch it prints and writes to
+svm, fcnNs-scratch, deeplab (DeepLabV3+ on a torchvision ResNet-50/ResNet-18/MobileNetV3 backbone,
+random init unless --deeplab-weights; --width scales its head). Per epoch it prints and writes to
 OUT/metrics.jsonl: train loss, test loss, their gap, pixel accuracy, per-class IoU, mean IoU,
 inference ms per image; OUT/options.json holds the resolved options and OUT/final.json the last
-metrics. CPU runs: use --width 0.0625 (channels /16) and small --crop/--samples-per-epoch."""
+metrics. CPU runs: use --width 0.0625 (channels /16) and small --crop/--samples-per-epoch
+(DeepLabV3+: --deeplab-backbone resnet18)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``segment`` to a ``microtune`` subparsers object."""
+    from microtune.seg.options import DEEPLAB_BACKBONES
     from microtune.seg.run import METHODS, SegOptions
 
     d = SegOptions(data="")
@@ -60,7 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source-optimizer", choices=("adam", "sgd"), default=d.source_optimizer,
                    help="texture-source optimiser (sgd: the paper's, slow from scratch)")
     p.add_argument("--cache-dir", default="", metavar="DIR", help="cache of trained source networks")
-    p.add_argument("--deeplab-backbone", choices=("mobilenet_v3_large", "resnet50"), default=d.deeplab_backbone)
+    p.add_argument("--deeplab-backbone", choices=DEEPLAB_BACKBONES, default=d.deeplab_backbone,
+                   help=f"DeepLabV3+ encoder (default {d.deeplab_backbone}; resnet18 for CPU runs)")
+    p.add_argument("--deeplab-weights", default=d.deeplab_weights, metavar="PTH|imagenet",
+                   help="DeepLabV3+ encoder weights: a torchvision ImageNet state dict of the backbone, or "
+                        "'imagenet' (torch hub cache, else download); default random init")
     p.add_argument("--svm-samples", type=int, default=d.svm_samples, help="training pixels of the SVM")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from microtune.errors import MicrotuneError
 
@@ -44,7 +45,8 @@ def parse_depths(value: str | Sequence) -> tuple[int, int, int]:
 
 METHODS = {"hptl": "HPTL", "hptl-r": "HPTL-R", "hptl-2h": "HPTL-2H", "fcn32s-scratch": "FCN-32s",
            "fcn16s-scratch": "FCN-16s", "fcn8s-scratch": "FCN-8s", "otsu": "OTSU", "svm": "SVM",
-           "deeplab": "DeepLabV3"}
+           "deeplab": "DeepLabV3+"}
+DEEPLAB_BACKBONES = ("resnet50", "resnet18", "mobilenet_v3_large")   # see microtune.seg.deeplab
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ class SegOptions:
     source_steps: int = 300             # texture-task training steps of the source VGG-19
     source_optimizer: str = "adam"      # adam | sgd (paper) for the texture source
     cache_dir: str = ""                 # cache of trained source networks
-    deeplab_backbone: str = "mobilenet_v3_large"
+    deeplab_backbone: str = "resnet50"  # DeepLabV3+ encoder: see DEEPLAB_BACKBONES
+    deeplab_weights: str = ""           # DeepLabV3+ encoder: "" random | imagenet (cache/download) | FILE
     svm_samples: int = 4000             # training pixels for the SVM
     seed: int = 0
 
@@ -108,6 +111,13 @@ def validate(options: SegOptions) -> SegOptions:
         raise MicrotuneError(f"--subset must be non-negative, got {options.subset}.")
     if not (options.split == "specimens" or options.split.startswith("lists:")):
         raise MicrotuneError(f"--split must be 'specimens' or 'lists:TRAIN.txt,TEST.txt', got {options.split!r}.")
+    if options.deeplab_backbone not in DEEPLAB_BACKBONES:
+        raise MicrotuneError(f"--deeplab-backbone must be one of {', '.join(DEEPLAB_BACKBONES)}, "
+                             f"got {options.deeplab_backbone!r}.")
+    weights = options.deeplab_weights
+    if not isinstance(weights, str) or (weights not in ("", "imagenet") and not Path(weights).is_file()):
+        raise MicrotuneError(f"--deeplab-weights must be empty (random init), 'imagenet' or an existing "
+                             f"torchvision state-dict file, got {weights!r}.")
     return options
 
 

@@ -6,17 +6,17 @@ training crops seen) and honours ``should_stop()``. It imports neither ray nor m
 
 Methods (labels as in the paper's Tables 2-3, the ``method`` param the HPTL tables group by):
 
-=================== ========== ========================================================
-method              label      what
-=================== ========== ========================================================
-hptl                HPTL       VGG-19 → FCN-32s → FCN-16s → FCN-8s, depths t1,t2,t3
-hptl-r              HPTL-R     HPTL with the L2 penalty (λ = 0.5 unless --l2 is given)
-hptl-2h             HPTL-2H    VGG-19 → FCN-32s → FCN-8s (two transfers)
-fcn32s-scratch ...  FCN-32s    FCN from random initialisation (also fcn16s-, fcn8s-)
-otsu                OTSU       multi-level Otsu thresholds
-svm                 SVM        RBF SVM on per-pixel features
-deeplab             DeepLabV3  torchvision DeepLabV3, random init (stand-in for V3+)
-=================== ========== ========================================================
+=================== =========== =======================================================
+method              label       what
+=================== =========== =======================================================
+hptl                HPTL        VGG-19 → FCN-32s → FCN-16s → FCN-8s, depths t1,t2,t3
+hptl-r              HPTL-R      HPTL with the L2 penalty (λ = 0.5 unless --l2 is given)
+hptl-2h             HPTL-2H     VGG-19 → FCN-32s → FCN-8s (two transfers)
+fcn32s-scratch ...  FCN-32s     FCN from random initialisation (also fcn16s-, fcn8s-)
+otsu                OTSU        multi-level Otsu thresholds
+svm                 SVM         RBF SVM on per-pixel features
+deeplab             DeepLabV3+  DeepLabV3+ (ResNet or MobileNetV3 encoder; microtune.seg.deeplab)
+=================== =========== =======================================================
 
 Splits: ``"specimens"`` holds out every 4th specimen (sorted ids; at least one) as the test set;
 ``"lists:TRAIN.txt,TEST.txt"`` takes the images whose manifest ``source`` file (by file stem) is
@@ -127,25 +127,30 @@ def run_segmentation(options: SegOptions, *, report: Report | None = None,
 
 
 def _run_network(options, train, test, report, should_stop, log) -> dict[str, float]:
-    from microtune.seg.baselines import DeepLab
+    from microtune.seg.baselines import build_deeplab
     from microtune.seg.hptl import run_hptl
-    from microtune.seg.networks import FCN
+    from microtune.seg.networks import FCN, VGG19
     from microtune.seg.source import source_vgg
 
     stage = stage_options(options)
     if options.method.startswith("hptl"):
-        vgg, origin = source_vgg(width=options.width, in_channels=options.channels,
-                                 weights=options.source_weights or None, source=options.source,
-                                 steps=options.source_steps, seed=options.seed,
-                                 optimizer=options.source_optimizer, batch_norm=options.batch_norm, cache_dir=options.cache_dir or None, log=log)
+        depths = parse_depths(options.depths)
+        if depths[0] == 0:  # t1 = 0: nothing comes from the source; skip stage 1
+            vgg, origin = VGG19(2, in_channels=options.channels, width=options.width,
+                                batch_norm=options.batch_norm), "none (t1 = 0)"
+        else:
+            vgg, origin = source_vgg(width=options.width, in_channels=options.channels,
+                                     weights=options.source_weights or None, source=options.source,
+                                     steps=options.source_steps, seed=options.seed, optimizer=options.source_optimizer,
+                                     batch_norm=options.batch_norm, cache_dir=options.cache_dir or None, log=log)
         if log:
             log(f"stage 1: source VGG-19 from {origin}")
-        _, metrics = run_hptl(vgg, train, test, depths=parse_depths(options.depths), variant=options.method,
+        _, metrics = run_hptl(vgg, train, test, depths=depths, variant=options.method,
                               freeze_transferred=options.freeze, stage=stage, report=report,
                               dropout=options.dropout, should_stop=should_stop, log=log)
         return metrics
     if options.method == "deeplab":
-        model = DeepLab(train.num_classes, in_channels=options.channels, backbone=options.deeplab_backbone)
+        model = build_deeplab(options, train.num_classes, log=log)
     else:
         model = FCN(train.num_classes, options.method[3:].split("-")[0], in_channels=options.channels, width=options.width,
                     dropout=options.dropout, batch_norm=options.batch_norm)
