@@ -36,7 +36,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -73,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3; paper 1e-4)")
     p.add_argument("--source-steps", type=int, default=300, help="texture-source VGG-19 steps (default 300)")
     p.add_argument("--svm-samples", type=int, default=4000, help="SVM training pixels (default 4000)")
+    p.add_argument("--deeplab-backbone", default="resnet18",
+                   help="DeepLabV3+ encoder when deeplab is among --methods (default resnet18: CPU-sized)")
     p.add_argument("--no-batch-norm", action="store_true", help="plain VGG convs (default: VGG-BN for tiny nets)")
     p.add_argument("--dropout", type=float, default=0.0, help="dropout after fc6/fc7 (default 0)")
     p.add_argument("--seed", type=int, default=0)
@@ -118,14 +119,14 @@ def finite(metrics: dict) -> dict[str, float]:
 
 def run_method(tracker, study_id: str, options, log_prefix: str) -> dict:
     """Run one method as a child run; returns its final metrics, seconds and status."""
+    from microtune.data.dataset import Dataset
     from microtune.seg.run import run_segmentation
+    from microtune.sweep.seg_trial import seg_params
     from microtune.tracking import schema
 
-    params = {k: v for k, v in dataclasses.asdict(options).items() if k != "method"}
-    params.update({schema.PARAM_METHOD: options.label, "method_key": options.method})
     run_id = tracker.start_trial_run(EXPERIMENT, parent_run_id=study_id, name=options.method,
                                      tags={schema.MODEL: options.method, schema.STUDY: EXPERIMENT},
-                                     params=params)
+                                     params=seg_params(options, Dataset.open(options.data).count))
     last = {"step": 0}
 
     def report(step: int, metrics: dict) -> None:
@@ -203,7 +204,8 @@ def main(argv=None) -> int:
         common = dict(data=str(data), epochs=args.epochs, batch=args.batch, crop=args.crop, lr=args.lr,
                       samples_per_epoch=args.samples_per_epoch, width=args.width, batch_norm=not args.no_batch_norm,
                       dropout=args.dropout, split=split, source="textures", source_steps=args.source_steps,
-                      cache_dir=str(tmp / "source_cache"), svm_samples=args.svm_samples, seed=args.seed)
+                      cache_dir=str(tmp / "source_cache"), svm_samples=args.svm_samples, seed=args.seed,
+                      deeplab_backbone=args.deeplab_backbone)
         settings = {**common, "data": "TMP/uhcs (prepared, 128x128 tiles)",
                     "split": "lists:train16A.txt,test4A.txt", "cache_dir": "TMP/source_cache",
                     "threads": threads, "methods": methods}

@@ -90,11 +90,15 @@ def run_seg_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -
         tracker.set_tags(earlier, {RETRIED: "true", schema.TRIAL_STATUS: "FAILED"})
         tracker.end_run(earlier, "FAILED")
 
+    last = {"step": 0}
+
     def report(step: int, metrics: dict[str, float]) -> None:
+        last["step"] = step
         tracker.log_metrics(run_id, metrics, step=step)
         session.report({**metrics, SEG_STEP: step, RUN_ID_KEY: run_id}, None)
 
     final = run_segmentation(options, report=report)
+    tracker.log_metrics(run_id, {"seg_seconds": final["seg_seconds"]}, step=last["step"])  # whole trial, s
     tracker.end_run(run_id, "FINISHED")
     tracker.flush()
     return final
