@@ -69,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="DeepLabV3+ encoder weights: a torchvision ImageNet state dict of the backbone, or "
                         "'imagenet' (torch hub cache, else download); default random init")
     p.add_argument("--svm-samples", type=int, default=d.svm_samples, help="training pixels of the SVM")
+    p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")

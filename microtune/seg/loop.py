@@ -74,6 +74,7 @@ class StageOptions:
     l2: float = 0.0                      # λ of the L2 penalty (0: none); see penalty()
     l2_mode: str = "decay"               # "decay": Σ w² (paper); "transfer": Σ (w − w_transferred)²
     seed: int = 0
+    device: str = "cpu"                  # torch device the network trains and is evaluated on
 
 
 def augment_batch(data: SegData, batch: int, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,12 +127,15 @@ def penalty(model: torch.nn.Module, l2: float, mode: str, reference: dict[str, t
 def evaluate(model: torch.nn.Module, data: SegData, *, predict: Callable | None = None) -> dict[str, float]:
     """Full-image evaluation: test loss, pixel accuracy, IoUs, inference ms per image (batch 1)."""
     model.eval()
+    device = next(model.parameters()).device
     cm = ConfusionMatrix(data.num_classes, data.class_names)
     loss_sum, ms = 0.0, 0.0
     for i in range(len(data)):
-        x, y = data.images[i:i + 1], data.masks[i:i + 1]
+        x, y = data.images[i:i + 1].to(device), data.masks[i:i + 1].to(device)
+        _synchronize(device)
         t0 = time.perf_counter()
         logits = (predict or model)(x)
+        _synchronize(device)  # CUDA runs asynchronously: time the finished forward pass
         ms += (time.perf_counter() - t0) * 1000.0
         loss_sum += float(F.cross_entropy(logits, y))
         cm.update(y, logits.argmax(1))
@@ -139,6 +143,11 @@ def evaluate(model: torch.nn.Module, data: SegData, *, predict: Callable | None 
     out[schema.SEG_TEST_LOSS] = loss_sum / max(len(data), 1)
     out[schema.SEG_INFER_MS] = ms / max(len(data), 1)
     return out
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def train_stage(model: torch.nn.Module, train: SegData, test: SegData, options: StageOptions, *,
@@ -154,7 +163,7 @@ def train_stage(model: torch.nn.Module, train: SegData, test: SegData, options: 
     train, test : SegData
         Training images (cropped and augmented) and test images (evaluated whole).
     options : StageOptions
-        Epochs, batch, crop, learning rate, L2 penalty.
+        Epochs, batch, crop, learning rate, L2 penalty, device (the model is moved there).
     report : callable, optional
         ``report(step, metrics)`` after every epoch; step = training crops seen (from ``step0``).
     should_stop : callable, optional
@@ -169,7 +178,11 @@ def train_stage(model: torch.nn.Module, train: SegData, test: SegData, options: 
     (metrics, step)
         The last epoch's metrics and the step reached.
     """
-    gen = torch.Generator().manual_seed(options.seed)
+    device = torch.device(options.device)
+    model.to(device)
+    if reference:
+        reference = {name: value.to(device) for name, value in reference.items()}
+    gen = torch.Generator().manual_seed(options.seed)  # crops are drawn on the CPU: same crops on every device
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=options.lr, betas=options.betas)
     per_epoch = options.samples_per_epoch or 8 * len(train)
@@ -181,6 +194,7 @@ def train_stage(model: torch.nn.Module, train: SegData, test: SegData, options: 
         loss_sum = 0.0
         for _ in range(steps):
             x, y = augment_batch(train, options.batch, options.crop, gen)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = F.cross_entropy(call(x), y)
             total = loss + penalty(model, options.l2, options.l2_mode, reference) if options.l2 else loss
             opt.zero_grad(set_to_none=True)

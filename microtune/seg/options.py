@@ -8,6 +8,7 @@ explained in :mod:`microtune.seg.hptl`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,7 @@ class SegOptions:
     deeplab_backbone: str = "resnet50"  # DeepLabV3+ encoder: see DEEPLAB_BACKBONES
     deeplab_weights: str = ""           # DeepLabV3+ encoder: "" random | imagenet (cache/download) | FILE
     svm_samples: int = 4000             # training pixels for the SVM
+    device: str = "auto"                # auto (cuda when available) | cpu | cuda | cuda:N
     seed: int = 0
 
     @property
@@ -118,6 +120,8 @@ def validate(options: SegOptions) -> SegOptions:
     if not isinstance(weights, str) or (weights not in ("", "imagenet") and not Path(weights).is_file()):
         raise MicrotuneError(f"--deeplab-weights must be empty (random init), 'imagenet' or an existing "
                              f"torchvision state-dict file, got {weights!r}.")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", options.device):
+        raise MicrotuneError(f"--device must be auto, cpu, cuda or cuda:N, got {options.device!r}.")
     return options
 
 

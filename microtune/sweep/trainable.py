@@ -165,7 +165,7 @@ def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[s
     run_id = tracker.start_trial_run(
         spec.name, parent_run_id=ctx.parent_run_id, name=f"{trial_id} {name}",
         tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
-              schema.TRIAL_ID: trial_id, schema.MODEL: spec.model, schema.DEVICE: _device_name(device),
+              schema.TRIAL_ID: trial_id, schema.MODEL: spec.model, schema.DEVICE: device_name(device),
               schema.DETECTOR: spec.detector if spec.protocols else "none"},
         params={**options.to_dict(), **overrides, "dataset": str(spec.dataset),
                 schema.PARAM_DATASET_SIZE: dataset_size},
@@ -178,11 +178,11 @@ def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[s
     return run_id
 
 
-def _device_name(device: Any) -> str:
+def device_name(device: Any) -> str:
     if getattr(device, "type", "cpu") == "cuda":
         import torch
 
-        return f"cuda:{torch.cuda.get_device_name(device)}"
+        return f"cuda:{torch.cuda.getdevice_name(device)}"
     return str(device)
 
 

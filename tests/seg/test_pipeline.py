@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from microtune.errors import MicrotuneError
 from microtune.seg.run import SegOptions, load_split, run_segmentation
@@ -75,7 +76,14 @@ def test_baselines_beat_chance(synth3, method):
 @pytest.mark.parametrize("field, value, option", [
     ("method", "unet", "--method"), ("depths", "2,9,9", "--depths"), ("width", 2.0, "--width"),
     ("split", "random", "--split"), ("crop", 16, "--crop"), ("l2_mode", "sp", "--l2-mode"),
+    ("device", "gpu0", "--device"),
 ])
 def test_bad_options_name_the_option(synth3, field, value, option):
     with pytest.raises(MicrotuneError, match=option):
         run_segmentation(SegOptions(data=str(synth3), **{field: value}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_a_gpu_is_refused_before_any_work(synth3):
+    with pytest.raises(MicrotuneError, match="--device cuda was requested but no CUDA device is available"):
+        run_segmentation(SegOptions(data=str(synth3), method="fcn8s-scratch", device="cuda"))
