@@ -429,7 +429,7 @@ def _check_seg_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> No
         except MicrotuneError as exc:
             v.fail(where, f"{overrides or 'the fixed options'} are invalid: {exc}")
         split = values.get("split", "")
-        if isinstance(split, str) and split.startswith("lists:"):
+        if check_dataset and isinstance(split, str) and split.startswith("lists:"):  # files on this machine
             for f in split[len("lists:"):].split(","):
                 if not Path(f).is_file():
                     v.fail(where, f"split list {f} does not exist")
