@@ -1,8 +1,8 @@
 """HPTL paper Tables 2-3 analogue on the real UHCS data, at a CPU-feasible size.
 
 What it measures: for each segmentation method (HPTL, HPTL-R, HPTL-2H, FCN-8s from scratch,
-multi-level Otsu, RBF SVM) trained on UHCS's ``train16A`` images and evaluated on ``test4A``, the
-final train/test cross-entropy, their gap, inference ms per image, pixel accuracy and mean IoU, as
+multi-level Otsu, RBF SVM; DeepLabV3+ with ``--methods ...,deeplab``) trained on UHCS's
+``train16A`` images and evaluated on ``test4A``, the final train/test cross-entropy, their gap, inference ms per image, pixel accuracy and mean IoU, as
 :mod:`analysis.hptl_tables` tabulates them from MLflow; plus the wall-clock seconds of each method
 and of the whole benchmark, and the majority-class pixel rate of the test set (the accuracy of
 predicting "matrix" everywhere: the floor a method has to beat).
