@@ -39,3 +39,11 @@ def test_help_lists_methods(capsys):
         _parse("--help")
     out = capsys.readouterr().out
     assert "hptl-2h" in out and "--freeze" in out and "--width" in out
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA device is present")
+def test_missing_gpu_is_refused_before_out_is_created(synth3, tmp_path):
+    args = _parse("--data", str(synth3), "--out", str(tmp_path / "run"), "--device", "cuda")
+    with pytest.raises(MicrotuneError, match="--device cuda was requested but no CUDA device"):
+        args.handler(args)
+    assert not (tmp_path / "run").exists()  # nothing half-written
