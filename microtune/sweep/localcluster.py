@@ -21,21 +21,35 @@ from pathlib import Path
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports on 127.0.0.1."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+WORKER_PORTS = 40  # worker processes per node: ports min-worker-port .. + 40
+
+
+def free_ports(n: int, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """``n`` distinct free TCP ports on 127.0.0.1, none in ``exclude`` (ports already handed out:
+    the OS may offer a port again once its probing socket is closed)."""
+    ports: list[int] = []
+    socks = []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in exclude and port not in ports:
+                ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
     return ports
 
 
-def _node_ports() -> tuple[list[str], int]:
-    p = free_ports(7)
+def _node_ports(taken: set[int]) -> tuple[list[str], int]:
+    """Flags giving one node its own ports (added to ``taken``) and its node-manager port."""
+    p = free_ports(7, taken)
+    taken.update(p)
+    taken.update(range(p[2], p[2] + WORKER_PORTS + 1))
     return [f"--node-manager-port={p[0]}", f"--object-manager-port={p[1]}", f"--min-worker-port={p[2]}",
-            f"--max-worker-port={p[2] + 40}", f"--dashboard-agent-listen-port={p[3]}",
+            f"--max-worker-port={p[2] + WORKER_PORTS}", f"--dashboard-agent-listen-port={p[3]}",
             f"--dashboard-agent-grpc-port={p[4]}", f"--runtime-env-agent-port={p[5]}",
             f"--metrics-export-port={p[6]}"], p[0]
 
@@ -48,17 +62,19 @@ class LocalCluster:
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
                     "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}
         self.env.pop("RAY_ADDRESS", None)
+        taken: set[int] = set()
         gcs_port, dash_port, client_port = free_ports(3)
+        taken.update((gcs_port, dash_port, client_port))
         self.gcs = f"127.0.0.1:{gcs_port}"
         self.dashboard = f"http://127.0.0.1:{dash_port}"
-        head_ports, _ = _node_ports()
+        head_ports, _ = _node_ports(taken)
         self._run("start", "--head", f"--port={gcs_port}", f"--temp-dir={self.temp_dir}",
                   f"--num-cpus={head_cpus}", f"--include-dashboard={str(dashboard).lower()}",
                   "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
                   f"--ray-client-server-port={client_port}", *head_ports)
         self.worker_node_manager_ports = []
         for cpus in worker_cpus:
-            ports, node_manager = _node_ports()
+            ports, node_manager = _node_ports(taken)
             self._run("start", f"--address={self.gcs}", f"--num-cpus={cpus}", *ports)
             self.worker_node_manager_ports.append(node_manager)
 
