@@ -54,7 +54,8 @@ def run_case(name: str, device_name: str, p: float, cpu_paper_batch: int, thread
     import torch
 
     from microtune.gan.config import make_options
-    from microtune.gan.loop import build_state, select_device
+    from microtune.device import select_device
+    from microtune.gan.loop import build_state
 
     if threads:
         torch.set_num_threads(threads)

@@ -169,7 +169,7 @@ def run_train(args) -> int:
 
 
 def _device(name: str):
-    from microtune.gan.loop import select_device
+    from microtune.device import select_device
 
     return select_device(name)
 

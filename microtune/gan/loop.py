@@ -41,6 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from microtune.device import select_device
 from microtune.errors import MicrotuneError
 from microtune.gan import checkpoint as ckpt
 from microtune.gan.ada import AdaController
@@ -88,15 +89,6 @@ class TrainState:
     bad_step: torch.Tensor | None = None      # first step with a non-finite loss (-1: none), on device
     sums: dict = field(default_factory=dict)  # per-tick sums of loss tensors (on device)
     counts: dict = field(default_factory=dict)
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is refused."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MicrotuneError("--device cuda was requested but no CUDA device is available.")
-    return torch.device(name)
 
 
 def prepare_images(dataset, options: TrainOptions, device: torch.device) -> torch.Tensor:

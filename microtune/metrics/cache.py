@@ -21,9 +21,7 @@ entry once, and on a shared file system the worst case is duplicate (identical) 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -36,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from microtune.errors import MicrotuneError
+from microtune.locks import exclusive
 
 __all__ = ["Protocol", "parse_protocol", "RealStatistics", "StatisticsCache", "CACHE_FORMAT"]
 
@@ -187,15 +186,5 @@ class StatisticsCache:
         self.hits += 1
         return stats
 
-    @contextlib.contextmanager
     def _locked(self, path: Path):
-        with open(path.with_suffix(".lock"), "a") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            except OSError:
-                pass  # file systems without flock: fall back to duplicate work, still atomic
-            try:
-                yield
-            finally:
-                with contextlib.suppress(OSError):
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return exclusive(path.with_suffix(".lock"))

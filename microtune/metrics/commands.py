@@ -136,14 +136,15 @@ def run_metrics(args: argparse.Namespace) -> int:
         raise MicrotuneError(f"--batch-size must be positive, got {args.batch_size}.")
     from microtune.data.dataset import Dataset
     from microtune.metrics.detectors import parse_detector_choice
-    from microtune.metrics.evaluator import make_evaluator, resolve_device
+    from microtune.device import select_device
+    from microtune.metrics.evaluator import make_evaluator
 
     parse_detector_choice(args.detector)
     if args.ckpt is not None and not Path(args.ckpt).exists():
         raise MicrotuneError(f"--ckpt {args.ckpt} does not exist.")
     dataset = Dataset.open(args.data)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    device = resolve_device(args.device)
+    device = select_device(args.device)
     num_gen = args.num_gen
     if args.images is not None:
         files = _image_files(Path(args.images))

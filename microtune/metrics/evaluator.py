@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from microtune.device import select_device
 from microtune.errors import MicrotuneError
 from microtune.metrics.cache import Protocol, RealStatistics, StatisticsCache, parse_protocol
 from microtune.metrics.detectors import Detector, WeightsSpec, load_detector
@@ -33,16 +34,6 @@ log = logging.getLogger(__name__)
 Sampler = Callable[[int, int], torch.Tensor]
 
 _SHORT_NAMES = {"fid": "fid{n}_full", "kid": "kid{n}_full", "pr": "pr{n}_full"}
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU is refused."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise MicrotuneError("--device cuda was requested but PyTorch sees no CUDA GPU; use --device cpu or auto.")
-    return dev
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -285,7 +276,7 @@ def make_evaluator(
 
         dataset = Dataset.open(dataset)
     protocols = _protocols(metrics, num_gen, pr_k)
-    dev = resolve_device(device)
+    dev = select_device(device)
     roles = list(dict.fromkeys(p.role for p in protocols))
     detectors: dict[str, Detector] = {}
     for role in roles:

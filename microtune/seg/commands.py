@@ -77,7 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from microtune.seg.run import options_from_dict, resolve_device, run_segmentation, validate
+    from microtune.device import select_device
+    from microtune.seg.run import options_from_dict, run_segmentation, validate
 
     values = {k.replace("-", "_"): v for k, v in vars(args).items()}
     options = validate(options_from_dict(values))
@@ -87,7 +88,7 @@ def run_segment(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(resolved, indent=2))
         return 0
-    resolve_device(options.device)  # a missing GPU is refused before OUT is created
+    select_device(options.device)  # a missing GPU is refused before OUT is created
     if args.threads:
         import torch
 

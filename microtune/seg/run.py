@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from microtune.device import select_device
 from microtune.errors import MicrotuneError
 from microtune.seg.loop import Report, SegData, StageOptions, train_stage
 from microtune.seg.options import (
@@ -43,23 +44,14 @@ from microtune.seg.options import (
 )
 
 __all__ = ["METHODS", "SegOptions", "load_split", "options_from_dict", "run_segmentation", "split_indices",
-           "resolve_device", "stage_options", "validate"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available, else cpu; a CUDA device without CUDA is refused."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MicrotuneError(f"--device {name} was requested but no CUDA device is available.")
-    return torch.device(name)
+           "stage_options", "validate"]
 
 
 def stage_options(options: SegOptions) -> StageOptions:
     """The per-network training options of ``options`` (the device resolved)."""
     return StageOptions(epochs=options.epochs, batch=options.batch, crop=options.crop, lr=options.lr,
                         samples_per_epoch=options.samples_per_epoch or None, l2=options.l2,
-                        l2_mode=options.l2_mode, seed=options.seed, device=str(resolve_device(options.device)))
+                        l2_mode=options.l2_mode, seed=options.seed, device=str(select_device(options.device)))
 
 
 def split_indices(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +106,7 @@ def run_segmentation(options: SegOptions, *, report: Report | None = None,
     ``seg_epoch``, ``seg_stage``); ``should_stop()`` ends training after the current epoch.
     """
     validate(options)
-    resolve_device(options.device)  # refuse a missing GPU before any work
+    select_device(options.device)  # refuse a missing GPU before any work
     torch.manual_seed(options.seed)
     (tr_x, tr_y), (te_x, te_y), names = load_split(options)
     t0 = time.perf_counter()

@@ -23,7 +23,6 @@ Two sources, in this order of preference:
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from microtune.errors import MicrotuneError
+from microtune.locks import exclusive
 from microtune.seg.networks import VGG19
 
 TEXTURE_CLASSES = ("smooth-field", "rough-field", "lamellae-0", "lamellae-90", "grains", "particles")
@@ -165,11 +165,7 @@ def source_vgg(*, width: float, in_channels: int = 1, weights: str | os.PathLike
         return train_texture_vgg(**train), label
     cached.parent.mkdir(parents=True, exist_ok=True)
     # concurrent trials of a sweep share the cache: one trains, the others wait for its file
-    with open(cached.with_suffix(".lock"), "a") as lock:
-        try:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        except OSError:
-            pass  # a file system without flock: duplicate work, still atomic
+    with exclusive(cached.with_suffix(".lock")):
         if cached.is_file():
             model = VGG19(len(TEXTURE_CLASSES), in_channels=in_channels, width=width, batch_norm=batch_norm)
             model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))

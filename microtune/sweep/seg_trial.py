@@ -62,8 +62,8 @@ def run_seg_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -
     import torch
 
     from microtune.data.dataset import Dataset
-    from microtune.seg.run import resolve_device, run_segmentation
-    from microtune.sweep.trainable import device_name
+    from microtune.device import device_name, select_device
+    from microtune.seg.run import run_segmentation
     from microtune.tracking.mlflow_io import Tracker
 
     spec = ctx.spec
@@ -83,7 +83,7 @@ def run_seg_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -
     run_id = tracker.start_trial_run(
         spec.name, parent_run_id=ctx.parent_run_id, name=name, resume=False,
         tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
-              schema.TRIAL_ID: session.trial_id(), schema.MODEL: options.method, schema.DEVICE: device_name(resolve_device(options.device)),
+              schema.TRIAL_ID: session.trial_id(), schema.MODEL: options.method, schema.DEVICE: device_name(select_device(options.device)),
               schema.DETECTOR: "none"},
         params=seg_params(options, Dataset.open(spec.dataset).count),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from microtune.sweep.spec import Distribution, SpecError, StudySpec
+from microtune.tracking import schema
 
 TRIAL_KEY = "trial"              # grid studies: the config key holding the trial's overrides
 REPEAT_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater
@@ -53,7 +54,7 @@ def check_supported(spec: StudySpec) -> None:
                 )
 
 
-SEG_PRODUCED = frozenset({"seg_acc", "seg_miou"})  # every segmentation trial reports these (schema.SEG_*)
+SEG_PRODUCED = frozenset({schema.SEG_ACC, schema.SEG_MIOU})  # every segmentation trial reports these
 
 
 def produced_metrics(spec: StudySpec) -> set[str]:

@@ -157,7 +157,7 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> di
 
 def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[str, Any], options: Any,
                work: Path, dataset_size: int) -> str:
-    from microtune.gan.loop import select_device
+    from microtune.device import device_name, select_device
 
     spec = ctx.spec
     device = select_device(options.device)
@@ -176,14 +176,6 @@ def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[s
                                     "spec": spec.to_dict()}, indent=1, default=str))
     tracker.log_artifact(run_id, resolved, os.path.dirname(schema.ARTIFACT_CONFIG))
     return run_id
-
-
-def device_name(device: Any) -> str:
-    if getattr(device, "type", "cpu") == "cuda":
-        import torch
-
-        return f"cuda:{torch.cuda.getdevice_name(device)}"
-    return str(device)
 
 
 def _evaluator(ctx: TrialContext, dataset: Any, options: Any):
