@@ -1,22 +1,30 @@
 # Two commands set up everything on a fresh machine: `make demo` and `make test`.
-# Both create or reuse .venv in the repo root. torch/torchvision are installed first, pinned, so
-# pip takes them from this machine's disk instead of downloading another build.
-PYTHON ?= python3
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.microtune-installed
-TORCH  := torch==2.14.1 torchvision==0.29.1
-DEMO   := demo_out
+# Both create or reuse .venv in the repo root and hold it to requirements/lock.txt: exactly the
+# versions the suite last passed with (tools/venv_lock.py checks it). `make lock` refreshes the lock
+# (pip-tools, newest versions that pyproject.toml admits); `make test-latest` runs the suite on the
+# newest versions without touching the lock, as an early warning of upstream breakage.
+# Every install goes through pip, which takes torch/torchvision from this machine's disk.
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.microtune-installed
+LOCK     := requirements/lock.txt
+PINS     := requirements/torch.in
+PIP      := pip==26.3
+PIPTOOLS := pip-tools==7.6.2
+DEMO     := demo_out
 
-.PHONY: demo test venv clean-demo
+.PHONY: demo test venv lock test-latest clean-demo
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet $(PIP)
+	$(PY) -m pip install --quiet -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) tools/venv_lock.py prune $(LOCK)
+	$(PY) tools/venv_lock.py check $(LOCK)
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -27,3 +35,21 @@ demo: $(STAMP)
 
 clean-demo:
 	rm -rf $(DEMO)
+
+# Re-resolve the whole dependency set to the newest versions pyproject.toml admits (torch pinned by
+# $(PINS)). Then run `make test`: commit the new lock only when the suite passes on it.
+lock:
+	test -x .venv-lock/bin/python || $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet $(PIP) $(PIPTOOLS)
+	.venv-lock/bin/pip-compile --quiet --upgrade --extra test --strip-extras --no-emit-index-url \
+	    --no-emit-find-links --output-file $(LOCK) pyproject.toml $(PINS)
+	@echo "$(LOCK) refreshed; now run 'make test' and commit it if the suite passes"
+
+# The suite on the newest versions the ranges admit, in its own venv; the lock is not touched.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c $(PINS) -e '.[test]'
+	-.venv-latest/bin/python tools/venv_lock.py check $(LOCK)
+	.venv-latest/bin/python -m pytest -q

@@ -198,12 +198,12 @@ def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concu
 
 
 def _optuna_search(spec: StudySpec):
-    import optuna
     from ray.tune.search import Repeater
     from ray.tune.search.optuna import OptunaSearch
 
-    sampler = (optuna.samplers.NSGAIISampler(seed=spec.seeds[0]) if spec.sampler == "nsga2"
-               else optuna.samplers.TPESampler(seed=spec.seeds[0]))
+    from microtune.sweep.samplers import make_sampler
+
+    sampler = make_sampler(spec.sampler, seed=spec.seeds[0])
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
     single = len(metrics) == 1

@@ -64,7 +64,7 @@ from microtune.errors import MicrotuneError
 
 MODELS = ("stylegan2", "dcgan", "hptl")
 SEARCH_METHODS = ("grid", "optuna")
-SAMPLERS = ("tpe", "nsga2")
+SAMPLERS = ("tpe", "nsga2")  # microtune/sweep/samplers.py makes them (spec stays optuna-free)
 SCHEDULERS = ("fifo", "asha")
 OBJECTIVE_METRICS = ("fid", "kid", "precision", "recall", "seg_acc", "seg_miou")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
