@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from microtune import __version__
-from microtune.errors import MicrotuneError
+from microtune.errors import MicrotuneError, os_error_sentence
 
 # Modules whose register(subparsers) adds top-level commands; missing ones are skipped so the CLI
 # works while an area is still being built.
@@ -79,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("microtune: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # the safety net: commands check their paths first and translate what they write
+        # (microtune.errors.check_output / writing); an OS error that still escapes is one sentence
+        # naming the file, not a traceback (shown with --verbose)
+        logging.getLogger("microtune").debug("OS error", exc_info=True)
+        print(f"microtune: error: {os_error_sentence(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from microtune.data.prepare import PrepareOptions, prepare_dataset
     from microtune.data.synth import CLASS_NAMES, synthesize
 
-    out = Path(args.out).absolute()
+    from microtune.errors import check_output
+
+    out = check_output(args.out, option="--out", reuse=True)  # before any work: one sentence if unwritable
     start = _step(f"1/4 synthesising {args.count} micrographs from 6 specimens")
     stream = synthesize(count=args.count, resolution=128, specimens=6, seed=0, inclusions=True)
     raw = write_image_folder(stream, out / "raw", databar=16, force=True)

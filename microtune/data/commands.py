@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from microtune.errors import MicrotuneError
+from microtune.errors import MicrotuneError, check_output, writing
 
 SEM_BAR_TEXT = "SE  HV 15.0 kV  WD 10.1 mm  mag 5 000 x  det ETD   |----| 10 um   microtune synthetic"
 
@@ -54,7 +54,8 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
             "or not at all."
         ),
     )
-    p.add_argument("src", metavar="SRC", help="folder of micrographs (searched recursively; hidden files ignored)")
+    p.add_argument("src", metavar="SRC", help="folder of micrographs (searched recursively; hidden files, system clutter such as "
+                        "Thumbs.db and known non-image files such as README.txt are ignored and listed)")
     p.add_argument("out", metavar="OUT", help="dataset directory to create")
     p.add_argument("--resolution", type=_positive_int, default=512, metavar="R",
                    help="side of the square output images in pixels (default 512, as in the study)")
@@ -72,10 +73,17 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
                    help="specimen of each image: FOLDERS = first sub-folder name, or a CSV with header "
                         "file,specimen (default: each source image is its own specimen)")
     p.add_argument("--masks", default=None, metavar="DIR",
-                   help="folder of label images/arrays (.npy, .png, .tif) named like the images; "
-                        "they are cut exactly like the images")
+                   help="folder of label images/arrays (.npy, .png, .tif, .bmp) named like the images, "
+                        "optionally with _mask, _label, _labels or _gt; a mask covers its image from the "
+                        "top-left: the whole image, the part above the databar, or up to 2 rows/columns "
+                        "less (the image is then cropped to match); cut exactly like the images")
     p.add_argument("--class-names", default=None, metavar="A,B,...",
                    help="comma-separated mask class names, index = class id (default class0, class1, ...)")
+    p.add_argument("--mask-colors", default=None, metavar="MAP|FILE",
+                   help="which mask colour is which class, in class-id order: "
+                        "'matrix=#000000,austenite=#ff0000,...' or a JSON/YAML file; a colour is "
+                        "#rrggbb, a grey level 0-255, or gray (the unpainted grey/transparent pixels of "
+                        "an overlay); needed for RGB masks, and names the classes")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable or too-small files (listed in the manifest) instead of failing")
     p.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="processes (default 1)")
@@ -86,22 +94,37 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 def _prepare(args: argparse.Namespace) -> int:
     from microtune.data.dataset import Dataset
-    from microtune.data.prepare import PrepareOptions, prepare_dataset
+    from microtune.data.prepare import PrepareOptions, databar_lines, prepare_dataset
 
     options = PrepareOptions(
         resolution=args.resolution, reference=args.reference, median=args.median,
         databar=args.databar, crop=args.crop, specimens=args.specimens, masks=args.masks,
         class_names=tuple(n.strip() for n in args.class_names.split(",")) if args.class_names else None,
-        skip_bad=args.skip_bad, workers=args.workers, force=args.force,
+        mask_colors=args.mask_colors, skip_bad=args.skip_bad, workers=args.workers, force=args.force,
     )
-    out = prepare_dataset(args.src, args.out, options, show_progress=not args.quiet)
+    check_output(args.out, force=args.force, inputs={"SRC": args.src, "--masks": args.masks})
+    with writing(args.out):
+        out = prepare_dataset(args.src, args.out, options, show_progress=not args.quiet, warn=_warn)
     ds = Dataset.open(out)
     skipped = ds.manifest["skipped"]
     print(f"wrote {out}: {ds.count} images of {ds.resolution}×{ds.resolution} from "
           f"{ds.manifest['specimen_count']} specimens, sha256 {ds.content_hash[:12]}")
     for entry in skipped:
         print(f"skipped {entry['file']}: {entry['reason']}")
+    for line in databar_lines(ds.manifest.get("databar") or {}):
+        print(line)
+    ignored = ds.manifest.get("ignored") or []
+    if ignored:
+        names = ", ".join(e["file"] for e in ignored[:6]) + (", ..." if len(ignored) > 6 else "")
+        print(f"ignored {len(ignored)} file(s) that are not micrographs (listed in the manifest): {names}")
     return 0
+
+
+def _warn(message: str) -> None:
+    """A warning of ``data prepare``: one line on stderr (also kept in the manifest)."""
+    import sys
+
+    print(f"microtune: warning: {message}", file=sys.stderr)
 
 
 # -- synth ------------------------------------------------------------------------------------------
@@ -137,15 +160,18 @@ def _synth(args: argparse.Namespace) -> int:
     if args.specimens is None:
         args.specimens = max(1, min(4, args.count))
     stream = synthesize(count=args.count, resolution=args.resolution, specimens=args.specimens,
-                        seed=args.seed, inclusions=args.inclusions)
+                        seed=args.seed, inclusions=args.inclusions)  # checks the options
+    check_output(args.out, force=args.force)
     class_names = list(CLASS_NAMES[: 3 if args.inclusions else 2])
     if args.as_images:
-        out = write_image_folder(stream, Path(args.out), databar=args.databar, force=args.force)
+        with writing(args.out):
+            out = write_image_folder(stream, Path(args.out), databar=args.databar, force=args.force)
         print(f"wrote {args.count} micrographs to {out / 'images'} and masks to {out / 'masks'}")
         return 0
     from microtune.data.dataset import DatasetWriter
 
-    with DatasetWriter(args.out, resolution=args.resolution, with_masks=True, force=args.force) as writer:
+    with writing(args.out), DatasetWriter(args.out, resolution=args.resolution, with_masks=True,
+                                          force=args.force) as writer:
         for k, (image, mask, specimen) in enumerate(stream):
             writer.add(image, {"source": f"synth:{args.seed}:{k}", "specimen": specimen,
                                "tile": [0, 0], "preprocessing": {}}, mask)
@@ -191,6 +217,9 @@ def write_image_folder(stream, out: Path, *, databar: int, force: bool) -> Path:
                 Image.fromarray(np.pad(mask, ((0, databar), (0, 0)))).save(path)
         if out.exists():
             shutil.rmtree(out)
+        from microtune.data.dataset import default_mode
+
+        os.chmod(tmp, default_mode(directory=True))  # mkdtemp made it 0700
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -220,11 +249,12 @@ def _inspect(args: argparse.Namespace) -> int:
     from microtune.data.inspect import contact_sheet, format_summary, summarize
 
     ds = Dataset.open(args.dataset)
+    sheet_path = check_output(args.sheet or Path(args.dataset) / "contact_sheet.png", option="--sheet", kind="file")
     if not args.no_verify:
         ds.verify()
     summary = summarize(ds)
-    sheet = contact_sheet(ds, args.sheet or Path(args.dataset) / "contact_sheet.png",
-                          max_images=max(1, args.max_images))
+    with writing(sheet_path, option="--sheet"):
+        sheet = contact_sheet(ds, sheet_path, max_images=max(1, args.max_images))
     summary["contact_sheet"] = str(sheet)
     print(json.dumps(summary, indent=1) if args.json else format_summary(summary) + f"\nsheet        {sheet}")
     return 0

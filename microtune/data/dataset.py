@@ -17,6 +17,18 @@ renamed into place only once complete, so a dataset appears whole or not at all.
 The content hash is the sha256 of a fixed prefix, the array shape, the image bytes in order and,
 when present, the mask bytes. It therefore changes if and only if the images, the masks or their
 order change; metadata (source names, preprocessing notes) does not enter it.
+
+The manifest records the hash at write time; :meth:`Dataset.verified_hash` returns the hash of the
+arrays as they are *now*, which is what caches keyed by dataset content (real-image statistics)
+must use.  Re-hashing gigabytes on every use would be slow, so the hash is remembered in a
+fingerprint file, ``.microtune-fingerprint.json`` in the dataset (or, when the dataset cannot be
+written, in a fallback folder the caller names), beside each array file's size, inode, device,
+mtime and ctime in nanoseconds.  It is trusted only while all of these are unchanged (an in-place
+write changes mtime and ctime; a copy or a replacement changes the inode; ``touch -d`` cannot put
+ctime back) and only when the array files were at least :data:`RACY_NS` older than the
+fingerprint when it was written: a file modified again within one timestamp tick of being hashed
+could keep its mtime, so such "racily clean" entries are re-hashed (the rule git uses for its
+index, see git's Documentation/technical/racy-git.txt).  On any mismatch the arrays are re-hashed.
 """
 
 from __future__ import annotations
@@ -26,8 +38,9 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +54,10 @@ MANIFEST = "manifest.json"
 IMAGES = "images.npy"
 MASKS = "masks.npy"
 _HASH_PREFIX = b"microtune-dataset-v1"
+FINGERPRINT = ".microtune-fingerprint.json"
+#: A fingerprint is trusted only if every array file's mtime is this much older than the
+#: fingerprint file's: 2 s covers the coarsest common timestamp granularity (FAT; ext3/HFS+: 1 s).
+RACY_NS = 2_000_000_000
 
 
 class ContentHasher:
@@ -95,6 +112,10 @@ class Dataset:
     manifest: dict[str, Any]
     images: np.ndarray
     masks: np.ndarray | None
+    #: ``os.stat`` identity of each array file when it was mapped (see :meth:`verified_hash`).
+    opened: dict[str, dict[str, int]] | None = field(default=None, compare=False, repr=False)
+    #: The last verification in this process (stats, hash, time), for datasets without a fingerprint file.
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Dataset:
@@ -110,9 +131,11 @@ class Dataset:
         except (OSError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{manifest_path}: unreadable manifest ({exc}).") from None
         _check_manifest(manifest, manifest_path)
+        names = [IMAGES, MASKS] if manifest.get("class_names") else [IMAGES]
+        opened = {name: _file_stat(path / name) for name in names if (path / name).exists()}
         images = _load_array(path / IMAGES, manifest)
         masks = _load_array(path / MASKS, manifest) if manifest.get("class_names") else None
-        return cls(path=path, manifest=manifest, images=images, masks=masks)
+        return cls(path=path, manifest=manifest, images=images, masks=masks, opened=opened)
 
     # -- metadata -------------------------------------------------------------------------------
     @property
@@ -154,6 +177,49 @@ class Dataset:
                 f"{self.path}: content hash {actual[:12]} does not match the manifest's "
                 f"{self.content_hash[:12]}; the arrays were changed after the dataset was written."
             )
+
+    def verified_hash(self, fallback_dir: str | os.PathLike[str] | None = None) -> str:
+        """sha256 of the arrays as they are now (the manifest's :attr:`content_hash` if unchanged).
+
+        Cheap when a trusted fingerprint matches (a few ``stat`` calls), a full re-hash otherwise
+        (see the module docstring); the result is remembered in ``DIR/.microtune-fingerprint.json``
+        or, when the dataset folder cannot be written, in ``fallback_dir``.  Raises
+        :class:`DatasetError` when an array file was replaced after :meth:`open` mapped it or
+        changed while it was being hashed.
+        """
+        stats = self._current_stats()
+        memo = self._memo
+        if memo.get("stats") == stats and not any(memo["at_ns"] - st["mtime_ns"] < RACY_NS for st in stats.values()):
+            return memo["sha256"]
+        places = _fingerprint_places(self.path, fallback_dir)
+        for place in places:
+            known = _read_fingerprint(place, stats)
+            if known is not None:
+                return known
+        actual = content_hash(self.images, self.masks)
+        if self._current_stats() != stats:
+            raise DatasetError(f"{self.path}: the arrays changed while they were being hashed; run again once "
+                               f"nothing writes to them.")
+        memo.update(stats=stats, sha256=actual, at_ns=time.time_ns())
+        record = {"format": 1, "dataset": str(self.path.absolute()), "manifest_sha256": self.content_hash,
+                  "verified_sha256": actual, "files": stats}
+        for place in places:
+            if _write_fingerprint(place, record, stats):
+                break
+        return actual
+
+    def _current_stats(self) -> dict[str, dict[str, int]]:
+        names = [IMAGES] if self.masks is None else [IMAGES, MASKS]
+        stats = {}
+        for name in names:
+            try:
+                stats[name] = _file_stat(self.path / name)
+            except OSError as exc:
+                raise DatasetError(f"{self.path / name}: cannot be read any more ({exc.strerror}).") from None
+            was = (self.opened or {}).get(name)
+            if was is not None and (was["ino"], was["dev"]) != (stats[name]["ino"], stats[name]["dev"]):
+                raise DatasetError(f"{self.path / name}: was replaced after the dataset was opened; open it again.")
+        return stats
 
     # -- subsets --------------------------------------------------------------------------------
     def subset(self, n: int, seed: int = 0) -> np.ndarray:
@@ -220,6 +286,64 @@ def _check_manifest(manifest: Any, where: Path) -> None:
         )
     if len(manifest["images"]) != manifest["count"]:
         raise DatasetError(f"{where}: 'count' is {manifest['count']} but {len(manifest['images'])} images are listed.")
+
+
+def _file_stat(path: Path) -> dict[str, int]:
+    st = os.stat(path)
+    return {"size": st.st_size, "ino": st.st_ino, "dev": st.st_dev, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns}
+
+
+def _fingerprint_places(dataset: Path, fallback_dir: str | os.PathLike[str] | None) -> list[Path]:
+    """Where a dataset's fingerprint may live: in the dataset, then in the fallback folder."""
+    places = [dataset / FINGERPRINT]
+    if fallback_dir is not None:
+        name = hashlib.sha256(str(dataset.absolute()).encode()).hexdigest()[:24]
+        places.append(Path(fallback_dir) / f"{name}.json")
+    return places
+
+
+def _read_fingerprint(place: Path, stats: dict[str, dict[str, int]]) -> str | None:
+    """The hash a trusted fingerprint at ``place`` records for exactly these ``stats``, else None."""
+    try:
+        with open(place) as fh:
+            written_ns = os.fstat(fh.fileno()).st_mtime_ns
+            record = json.load(fh)
+        if not isinstance(record, dict) or record.get("format") != 1 or record.get("files") != stats:
+            return None
+        if any(written_ns - st["mtime_ns"] < RACY_NS for st in stats.values()):
+            return None  # racily clean: the files may have changed within their timestamp tick
+        value = record.get("verified_sha256")
+        return value if isinstance(value, str) and len(value) == 64 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _write_fingerprint(place: Path, record: dict[str, Any], stats: dict[str, dict[str, int]]) -> bool:
+    """Write ``record`` atomically (mode 0666 less the umask, like the arrays); False if impossible.
+
+    Nothing is written for racily clean files (modified within :data:`RACY_NS` of now): the
+    fingerprint could never be trusted, and a later call records one that can.
+    """
+    tmp = place.with_name(f".{place.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    try:
+        place.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh, indent=1)
+            fh.flush()
+            written_ns = os.fstat(fh.fileno()).st_mtime_ns
+        if any(written_ns - st["mtime_ns"] < RACY_NS for st in stats.values()):
+            os.unlink(tmp)
+            return True
+        os.replace(tmp, place)
+        return True
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
 
 
 def _load_array(path: Path, manifest: dict[str, Any]) -> np.ndarray:
@@ -351,10 +475,23 @@ class DatasetWriter:
                 raise DatasetError(f"{self.out}: output appeared while writing; pass --force to replace it.")
             old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
             os.replace(self.out, old)
+        os.chmod(self._tmp, default_mode(directory=True))  # mkdtemp made it 0700
         os.replace(self._tmp, self.out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.out
+
+
+def default_mode(*, directory: bool) -> int:
+    """The mode ``mkdir``/``open`` would give a new folder/file under the current umask.
+
+    ``tempfile.mkdtemp``/``mkstemp`` create 0700/0600 on purpose; whatever is renamed into place
+    from them gets this mode instead, so outputs on a shared file system are as readable to the
+    group as anything else the user creates.
+    """
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
 
 
 def _remove_stale_partials(out: Path) -> None:

@@ -26,6 +26,16 @@ from microtune.errors import DatasetError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 _TIFF_SUFFIXES = (".tif", ".tiff")
+# Files that users' folders commonly hold beside micrographs and that are never images: operating
+# system clutter, notes, instrument metadata side-cars (e.g. the .txt/.hdr files some SEMs write
+# next to each TIFF), documents and archives. They are ignored (and listed); any other file that is
+# not an image (say a .dm3) still stops a prepare, so no image format is skipped silently.
+IGNORED_NAMES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", ".ds_store", "icon\r"})
+IGNORED_SUFFIXES = frozenset({
+    ".txt", ".md", ".rst", ".rtf", ".csv", ".tsv", ".json", ".yaml", ".yml", ".xml", ".html", ".htm",
+    ".log", ".ini", ".cfg", ".db", ".hdr", ".pdf", ".doc", ".docx", ".odt", ".xls", ".xlsx", ".ods",
+    ".ppt", ".pptx", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".py", ".ipynb",
+})
 # ITU-R BT.601 luma weights (also those of Pillow's "L" conversion).
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
@@ -38,6 +48,21 @@ class IngestedImage:
     source_dtype: str                                 # dtype found in the file, e.g. "uint16"
     conversions: list[str] = field(default_factory=list)  # e.g. ["rgb->luma", "uint16 stretch 12..4021"]
     warnings: list[str] = field(default_factory=list)     # human-readable, one per issue
+    colour_rows: np.ndarray | None = None  # rgb->luma only: per row, does it hold colour (R, G, B unequal)?
+
+
+def ignored_reason(name: str) -> str | None:
+    """Why a file called ``name`` is not a micrograph to read (hidden, system clutter, a known
+    non-image type), or None when it must be read (and fail if it is not an image)."""
+    lower = name.lower()
+    if lower in IGNORED_NAMES:
+        return "system file"
+    if name.startswith("."):
+        return "hidden file"
+    suffix = Path(lower).suffix
+    if suffix in IGNORED_SUFFIXES:
+        return f"not an image ({suffix} file)"
+    return None
 
 
 def read_image(path: str | Path) -> IngestedImage:
@@ -100,6 +125,7 @@ def _read_tiff(path: Path) -> np.ndarray:
 def to_gray8(array: np.ndarray, path: str | Path = "<array>") -> IngestedImage:
     """Convert an array read from a file to (H, W) uint8 following the module's rules."""
     source_dtype = str(array.dtype)
+    colour_rows = None
     conversions: list[str] = []
     notes: list[str] = []
     if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
@@ -117,9 +143,10 @@ def to_gray8(array: np.ndarray, path: str | Path = "<array>") -> IngestedImage:
                 array = r
                 conversions.append("gray-rgb->gray")
             else:
+                colour_rows = ((r != g) | (g != b)).any(axis=1)
                 array = array.astype(np.float64) @ LUMA_WEIGHTS
                 conversions.append("rgb->luma")
-                notes.append(f"{path}: colour image converted to luminance (BT.601 weights).")
+                notes.append(colour_note(path))
         else:
             raise DatasetError(f"{path}: unsupported image layout with {array.shape[-1]} channels.")
     if array.ndim != 2:
@@ -136,7 +163,12 @@ def to_gray8(array: np.ndarray, path: str | Path = "<array>") -> IngestedImage:
         pixels, lo, hi = _stretch(array)
         conversions.append(f"{source_dtype} stretch {lo:g}..{hi:g}->0..255")
     return IngestedImage(pixels=np.ascontiguousarray(pixels), source_dtype=source_dtype,
-                         conversions=conversions, warnings=notes)
+                         conversions=conversions, warnings=notes, colour_rows=colour_rows)
+
+
+def colour_note(path: str | Path) -> str:
+    """The warning recorded when a colour image is converted to luminance."""
+    return f"{path}: colour image converted to luminance (BT.601 weights)."
 
 
 def _stretch(array: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -8,6 +8,7 @@ dataset into place, so an interrupted run leaves no dataset behind.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -18,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from microtune.data import preprocess
+from microtune.data import labels, preprocess
 from microtune.data.dataset import DatasetWriter
-from microtune.data.ingest import read_image
+from microtune.data.ingest import colour_note, ignored_reason, read_image
 from microtune.errors import DatasetError, MicrotuneError
 
-MASK_SUFFIXES = (".npy", ".png", ".tif", ".tiff")
+MASK_SUFFIXES = labels.MASK_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class PrepareOptions:
     specimens: str | None = None           # None (one per file), "FOLDERS", or a CSV file,specimen
     masks: str | None = None               # folder of label files named like the images
     class_names: tuple[str, ...] | None = None  # mask class names, index = class id
+    mask_colors: str | None = None         # colour map of the masks: name=COLOUR,... or a JSON/YAML file
     skip_bad: bool = False                 # skip bad files (listed in the manifest) instead of failing
     workers: int = 1                       # processes
     force: bool = False                    # replace an existing output
@@ -56,6 +58,18 @@ class PrepareOptions:
             raise MicrotuneError(f"--workers must be at least 1, got {self.workers}.")
         if self.class_names is not None and self.masks is None:
             raise MicrotuneError("--class-names needs --masks.")
+        if self.mask_colors is not None:
+            if self.masks is None:
+                raise MicrotuneError("--mask-colors needs --masks.")
+            names = self.colour_map().names
+            if self.class_names is not None and tuple(self.class_names) != names:
+                raise MicrotuneError(
+                    f"--class-names {','.join(self.class_names)} differs from the classes of --mask-colors "
+                    f"({','.join(names)}); the colour map names the classes, so drop --class-names.")
+
+    def colour_map(self) -> labels.ColourMap | None:
+        """The parsed ``--mask-colors`` (None without one)."""
+        return None if self.mask_colors is None else _parse_colour_map(self.mask_colors)
 
 
 @dataclass
@@ -66,6 +80,7 @@ class SourceFile:
     rel: str              # path relative to the source folder, with '/'
     specimen: str         # specimen id
     mask: Path | None     # label file, when masks are prepared
+    mask_problem: str | None = None  # why there is no (single) label file, when masks are prepared
 
 
 @dataclass
@@ -78,32 +93,91 @@ class FileResult:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     histogram: np.ndarray | None = None
+    fatal: bool = False                 # the error is a setting to fix, not a file --skip-bad may skip
+    needs_map: bool = False             # the error asks for --mask-colors (a proposal is added)
+    mask_alignment: str | None = None   # what aligning the mask dropped, for the folder summary
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_colour_map(value: str) -> labels.ColourMap:
+    return labels.parse_colour_map(value)
 
 
 # -- discovering the sources ----------------------------------------------------------------------
 
-def discover(src: Path, options: PrepareOptions) -> list[SourceFile]:
-    """Every non-hidden file under ``src`` (sorted), with its specimen and mask file."""
+def discover(src: Path, options: PrepareOptions,
+             ignored: list[dict[str, str]] | None = None) -> list[SourceFile]:
+    """Every file under ``src`` (sorted) to be read as a micrograph, with its specimen and mask file.
+
+    Not read, and appended to ``ignored`` as ``{"file", "reason"}``: hidden files and folders,
+    system clutter (Thumbs.db, desktop.ini), files of known non-image types (README.txt, .csv,
+    .hdr, ... see :func:`~microtune.data.ingest.ignored_reason`), the ``--masks`` folder when it
+    lies inside ``src``, and label files beside their images when ``--masks`` is ``src`` itself.
+    """
     if not src.exists():
         raise DatasetError(f"{src}: source folder does not exist.")
     if not src.is_dir():
         raise DatasetError(f"{src}: source is not a folder.")
-    paths = sorted(
-        p for p in src.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(src).parts)
-    )
-    if not paths:
-        raise DatasetError(f"{src}: the source folder is empty.")
-    specimen_of = _specimen_mapper(src, options.specimens)
-    mask_dir = Path(options.masks) if options.masks else None
+    mask_dir = Path(options.masks).absolute() if options.masks else None
     if mask_dir is not None and not mask_dir.is_dir():
         raise DatasetError(f"{mask_dir}: --masks folder does not exist.")
+    skipped_here: list[dict[str, str]] = []
+    paths = _walk(src, mask_dir, skipped_here)
+    finder = labels.MaskFinder(mask_dir) if mask_dir is not None else None
+    beside = mask_dir is not None and mask_dir.resolve() == src.resolve()
+    found: dict[Path, tuple[Path | None, str | None]] = {}
+    if finder is not None:
+        for path in paths:
+            found[path] = finder.find(path.relative_to(src).as_posix(), image=path, beside=beside)
+        label_files = {mask: path for path, (mask, _) in found.items() if mask is not None}
+        for path in [p for p in paths if p in label_files]:
+            paths.remove(path)
+            skipped_here.append({"file": path.relative_to(src).as_posix(),
+                                 "reason": f"label file of {label_files[path].name}"})
+    if ignored is not None:
+        ignored.extend(sorted(skipped_here, key=lambda e: e["file"]))
+    if not paths:
+        names = [e["file"] for e in sorted(skipped_here, key=lambda e: e["file"])]
+        extra = (f" apart from {len(names)} ignored file(s) ({', '.join(names[:5])}"
+                 f"{', ...' if len(names) > 5 else ''})") if names else ""
+        raise DatasetError(f"{src}: the source folder is empty{extra}.")
+    specimen_of = _specimen_mapper(src, options.specimens)
     files = []
     for path in paths:
         rel = path.relative_to(src).as_posix()
-        files.append(SourceFile(path=path, rel=rel, specimen=specimen_of(rel),
-                                mask=_find_mask(mask_dir, rel) if mask_dir else None))
+        mask, problem = found.get(path, (None, None))
+        files.append(SourceFile(path=path, rel=rel, specimen=specimen_of(rel), mask=mask,
+                                mask_problem=problem))
     return files
+
+
+def _walk(src: Path, mask_dir: Path | None, ignored: list[dict[str, str]]) -> list[Path]:
+    """Files under ``src`` to read, sorted; what is left out goes to ``ignored``."""
+    mask_real = mask_dir.resolve() if mask_dir is not None else None
+    paths = []
+    for root, dirs, names in os.walk(src):
+        here = Path(root)
+        keep = []
+        for name in sorted(dirs):
+            rel = (here / name).relative_to(src).as_posix() + "/"
+            if name.startswith(".") or name == "__MACOSX":
+                ignored.append({"file": rel, "reason": "hidden folder" if name.startswith(".")
+                                else "macOS archive metadata"})
+            elif mask_real is not None and (here / name).resolve() == mask_real:
+                ignored.append({"file": rel, "reason": "the --masks folder"})
+            else:
+                keep.append(name)
+        dirs[:] = keep
+        for name in names:
+            path = here / name
+            if not path.is_file():
+                continue
+            reason = ignored_reason(name)
+            if reason is None:
+                paths.append(path)
+            else:
+                ignored.append({"file": path.relative_to(src).as_posix(), "reason": reason})
+    return sorted(paths)
 
 
 def _specimen_mapper(src: Path, specimens: str | None) -> Callable[[str], str]:
@@ -150,15 +224,6 @@ def read_specimen_csv(path: Path) -> dict[str, str]:
     return table
 
 
-def _find_mask(mask_dir: Path, rel: str) -> Path | None:
-    stem = rel.rsplit(".", 1)[0]
-    for suffix in MASK_SUFFIXES:
-        candidate = mask_dir / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 # -- one file ---------------------------------------------------------------------------------------
 
 _REFERENCE: np.ndarray | None = None
@@ -183,7 +248,25 @@ def load_grayscale(path: Path, options: PrepareOptions) -> tuple[np.ndarray, int
             raise DatasetError(f"{path}: --databar {bar} removes the whole {image.shape[0]}-row image.")
     if bar:
         image = image[: image.shape[0] - bar]
+    if bar and _colour_only_in_databar(ingested.colour_rows, Path(path), image.shape[0]):
+        # a logo or a coloured scale bar: the luminance of everything kept is exact, nothing is lost
+        ingested.warnings = [w for w in ingested.warnings if w != colour_note(path)]
+        ingested.conversions = [*ingested.conversions, "colour only in the databar"]
     return preprocess.median_filter(image, options.median), bar, ingested
+
+
+def _colour_only_in_databar(colour_rows: np.ndarray | None, path: Path, kept: int) -> bool:
+    """Is the colour of a colour image only in its databar (rows ``kept`` and below)?
+
+    JPEG stores colour in blocks of 16 rows (4:2:0 subsampling; 8 rows without) and the decoder
+    interpolates it with the row above: colour in a databar bleeds into the rows above its top
+    that share its 16-row block, and one more. Those rows do not count for a JPEG file.
+    """
+    if colour_rows is None:
+        return False
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        kept = max(0, (kept // 16) * 16 - 1)
+    return not colour_rows[:kept].any()
 
 
 def process_file(source: SourceFile, options: PrepareOptions, histogram_only: bool = False) -> FileResult:
@@ -202,7 +285,15 @@ def process_file(source: SourceFile, options: PrepareOptions, histogram_only: bo
         if histogram_only:
             result.histogram = preprocess.histogram(image)
             return result
-        mask = _load_mask(source, ingested.pixels.shape, bar) if source.mask or options.masks else None
+        mask, mask_record = None, None
+        if options.masks:
+            mask, mask_record, alignment, mask_notes = _load_mask(source, options, ingested.pixels.shape, bar)
+            image = image[: alignment.rows, : alignment.cols]
+            result.mask_alignment = alignment.warning()
+            result.warnings = [*result.warnings, *mask_notes]
+            if image.shape[0] < res or image.shape[1] < res:
+                raise DatasetError(f"{source.path}: image is {image.shape[1]}×{image.shape[0]} pixels after "
+                                   f"aligning it with its mask, smaller than --resolution {res}.")
         if _REFERENCE is not None:
             image = preprocess.match_histogram(image, _REFERENCE)
         for tile in preprocess.cut_tiles(image, mask, resolution=res, mode=options.crop):
@@ -219,31 +310,31 @@ def process_file(source: SourceFile, options: PrepareOptions, histogram_only: bo
                     "median": options.median,
                     "reference": options.reference,
                     "crop": options.crop,
+                    **({"mask": mask_record} if mask_record else {}),
                 },
             })
     except DatasetError as exc:
         result.error = str(exc)
+        result.fatal = getattr(exc, "fatal", False)
+        result.needs_map = getattr(exc, "needs_map", False)
         result.tiles, result.records = [], []
     return result
 
 
-def _load_mask(source: SourceFile, shape: tuple[int, int], bar: int) -> np.ndarray:
+def _load_mask(source: SourceFile, options: PrepareOptions, shape: tuple[int, int], bar: int
+               ) -> tuple[np.ndarray, dict[str, Any], labels.Alignment, list[str]]:
+    """The mask of ``source`` as class ids, cut to the area it shares with the image (see
+    :mod:`microtune.data.labels`); with its manifest record, alignment and notes."""
     if source.mask is None:
-        raise DatasetError(f"{source.path}: no mask file with this name in the --masks folder.")
-    path = source.mask
-    if path.suffix == ".npy":
-        try:
-            mask = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: unreadable mask array ({exc}).") from None
-    else:
-        mask = read_image(path).pixels
-    if mask.shape != shape:
-        raise DatasetError(f"{path}: mask shape {mask.shape} differs from its image's {shape}.")
-    if mask.dtype.kind not in "iub" or mask.min() < 0 or mask.max() > 255:
-        raise DatasetError(f"{path}: mask values must be integer class ids between 0 and 255.")
-    mask = mask.astype(np.uint8)
-    return mask[: mask.shape[0] - bar] if bar else mask
+        raise DatasetError(f"{source.path}: {source.mask_problem or 'no mask file for this image.'}")
+    cmap = options.colour_map()
+    raw = labels.read_label(source.mask, palette_colours=cmap is not None)
+    alignment = labels.align(raw.shape, shape, bar, source.mask)
+    resolved = labels.to_class_ids(raw, cmap, options.class_names)
+    mask = np.ascontiguousarray(resolved.ids[: alignment.rows, : alignment.cols])
+    record = {"file": source.mask.name, "shape": list(raw.shape), "reading": resolved.reading,
+              **alignment.as_record()}
+    return mask, record, alignment, resolved.notes
 
 
 # -- the whole folder -------------------------------------------------------------------------------
@@ -292,52 +383,132 @@ def choose_reference(files: list[SourceFile], options: PrepareOptions, show_prog
 
 
 def prepare_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], options: PrepareOptions,
-                    *, show_progress: bool = True) -> Path:
+                    *, show_progress: bool = True, warn: Callable[[str], None] | None = None) -> Path:
     """Prepare the dataset ``out`` from the micrographs in ``src``; returns ``out``.
 
     Raises :class:`DatasetError` (one sentence naming the file) on bad input unless
     ``options.skip_bad``; then bad files are listed in the manifest's ``skipped`` and the call
-    still fails when nothing is left.
+    still fails when nothing is left. Warnings (also in the manifest's ``warnings``) go, once
+    each, to ``warn`` (default: :func:`warnings.warn`).
     """
     options.validate()
     src, out = Path(src).absolute(), Path(out).absolute()
     if out.exists() and not options.force:
         raise DatasetError(f"{out}: output already exists; pass --force to replace it.")
-    files = discover(src, options)
+    ignored: list[dict[str, str]] = []
+    files = discover(src, options, ignored)
     reference, reference_name = _resolve_reference(files, options, show_progress)
+    cmap = options.colour_map()
     options = replace(options, reference=reference_name,
                       masks=str(Path(options.masks).absolute()) if options.masks else None,
-                      specimens=_absolute_csv(options.specimens))
+                      specimens=_absolute_csv(options.specimens),
+                      mask_colors=cmap.as_text() if cmap is not None else None)
     skipped: list[dict[str, str]] = []
     notes: list[str] = []
     highest_class = 0
+    class_pixels = np.zeros(256, np.int64)
+    aligned: dict[str, list[str]] = {}
+    bars: list[tuple[str, tuple[int, int], int]] = []
     with DatasetWriter(out, resolution=options.resolution, with_masks=options.masks is not None,
                        force=options.force) as writer:
         results = _map(process_file, files, options, reference)
         for result in _progress(results, len(files), "prepare", show_progress):
             if result.error is not None:
-                if not options.skip_bad:
+                if result.needs_map:
+                    raise DatasetError(labels.needs_map_sentence(result.error, [f.mask for f in files if f.mask]))
+                if not options.skip_bad or result.fatal:
                     raise DatasetError(result.error)
                 skipped.append({"file": result.rel, "reason": result.error})
                 continue
             notes.extend(result.warnings)
+            if result.records:
+                first = result.records[0]["preprocessing"]
+                bars.append((result.rel, tuple(first["source_shape"]), first["databar_rows"]))
+            if result.mask_alignment:
+                aligned.setdefault(result.mask_alignment, []).append(result.rel)
             for tile, record in zip(result.tiles, result.records):
                 writer.add(tile.pixels, record, tile.mask)
                 if tile.mask is not None:
                     highest_class = max(highest_class, int(tile.mask.max()))
+                    class_pixels += np.bincount(tile.mask.ravel(), minlength=256)
         if not writer.records:
             raise DatasetError(f"{src}: no usable image is left after skipping {len(skipped)} bad files.")
-        class_names = _class_names(options.class_names, highest_class) if options.masks else None
+        if options.masks:
+            class_names = list(cmap.names) if cmap is not None else _class_names(options.class_names, highest_class)
+            notes.extend(_mask_summary(aligned, class_names, class_pixels))
+        else:
+            class_names = None
+        databar, databar_notes = databar_summary(bars, options.databar)
+        notes.extend(databar_notes)
+        notes = list(dict.fromkeys(notes))  # each warning once
         for note in notes:
-            warnings.warn(note, stacklevel=2)
+            if warn is None:
+                warnings.warn(note, stacklevel=2)
+            else:
+                warn(note)
         return writer.commit(
+            databar=databar,
             class_names=class_names,
             source=str(src),
             preprocessing=asdict(options),
             specimen_count=len({r["specimen"] for r in writer.records}),
             skipped=skipped,
+            ignored=ignored,
             warnings=notes,
         )
+
+
+def databar_summary(bars: list[tuple[str, tuple[int, int], int]], mode: str
+                    ) -> tuple[dict[str, Any], list[str]]:
+    """The manifest's ``databar`` record (rows cut per source size), and warnings where sources of
+    one size disagree (``--databar auto`` only).
+
+    ``bars`` holds (source file, (height, width) of the source, databar rows cut) per source.
+    Images of one size from one instrument carry the same databar, so a size whose sources got
+    different cuts (a bar in some, none in others, or bars of different heights) is flagged:
+    either a bar was missed, or micrograph rows were cut.
+    """
+    groups: dict[tuple[int, int], dict[int, list[str]]] = {}
+    for rel, shape, rows in bars:
+        groups.setdefault(shape, {}).setdefault(int(rows), []).append(rel)
+    sizes, notes = [], []
+    for (height, width), by_rows in sorted(groups.items(), key=lambda kv: (-sum(map(len, kv[1].values())), kv[0])):
+        total = sum(len(v) for v in by_rows.values())
+        sizes.append({"width": width, "height": height, "images": total,
+                      "rows": {str(k): len(v) for k, v in sorted(by_rows.items())}})
+        if mode == "auto" and len(by_rows) > 1:
+            ranked = sorted(by_rows.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            parts = []
+            for k, (rows, files) in enumerate(ranked):
+                what = f"{len(files)} {'has' if len(files) == 1 else 'have'} " + \
+                    (f"a {rows}-row bar" if rows else "none")
+                if k:  # name the files of the less common cuts
+                    what += f" ({', '.join(files[:3])}{', ...' if len(files) > 3 else ''})"
+                parts.append(what)
+            notes.append(
+                f"databar: the {total} images of {width}×{height} pixels disagree: {'; '.join(parts)}; "
+                "check where each was cut (microtune data inspect DATASET --sheet marks it) or give "
+                "the bar's height with --databar ROWS."
+            )
+    return {"mode": mode, "sizes": sizes}, notes
+
+
+def databar_lines(databar: dict[str, Any]) -> list[str]:
+    """Human-readable summary of a manifest's ``databar`` record (one line per source size)."""
+    lines = []
+    for size in databar.get("sizes", []):
+        rows = {int(k): n for k, n in size["rows"].items()}
+        total, cut = size["images"], sum(n for k, n in rows.items() if k)
+        if cut:
+            heights = ", ".join(f"{k} rows ×{n}" for k, n in sorted(rows.items()) if k)
+            text = f"bar cut in {cut} of {total} image(s) ({heights})"
+            text += f", no bar in {rows[0]}" if rows.get(0) else ""
+        else:
+            text = f"no bar cut in {total} image(s)"
+        mode = str(databar.get("mode"))
+        how = "auto" if mode == "auto" else "none" if mode == "none" else f"--databar {mode}"
+        lines.append(f"databar      {size['width']}×{size['height']} ({how}): {text}")
+    return lines
 
 
 def _resolve_reference(files: list[SourceFile], options: PrepareOptions,
@@ -359,6 +530,18 @@ def _absolute_csv(specimens: str | None) -> str | None:
     if specimens is None or specimens.upper() == "FOLDERS":
         return specimens
     return str(Path(specimens).absolute())
+
+
+def _mask_summary(aligned: dict[str, list[str]], class_names: list[str], class_pixels: np.ndarray) -> list[str]:
+    """Folder-level mask warnings: masks aligned with something dropped, classes with no pixel."""
+    out = []
+    for what, files in aligned.items():
+        shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+        out.append(f"{len(files)} mask(s) {what} ({shown}; per image in the manifest's preprocessing.mask).")
+    empty = [f"{name!r} (id {k})" for k, name in enumerate(class_names) if class_pixels[k] == 0]
+    if empty:
+        out.append(f"class {', '.join(empty)} has no pixel in the dataset's masks.")
+    return out
 
 
 def _class_names(given: tuple[str, ...] | None, highest: int) -> list[str]:

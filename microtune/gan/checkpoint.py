@@ -91,7 +91,9 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise MicrotuneError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc}).") from exc
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]  # torch's run to many lines
+        raise MicrotuneError(f"checkpoint {path} cannot be read: not a PyTorch checkpoint, or a damaged one "
+                             f"({type(exc).__name__}: {first}).") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise MicrotuneError(f"checkpoint {path} is not a microtune GAN checkpoint ({FORMAT}).")
     return state

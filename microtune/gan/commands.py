@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
-from microtune.errors import MicrotuneError
+from microtune.errors import MicrotuneError, check_output, writing
 from microtune.gan.config import AUGPIPE_NAMES, CFG_NAMES, MODEL_NAMES
 
 TRAIN_HELP = """\
@@ -142,6 +143,12 @@ def resolve_train_options(args):
                            img_channels=dataset.channels, **_overrides(args))
     if options.subset is not None and options.subset > dataset.count:
         raise MicrotuneError(f"--subset {options.subset} exceeds the {dataset.count} images of {args.data}.")
+    check_output(run, option="--out", reuse=True, inputs={"--data": args.data}, inside_inputs=True)
+    if resume is None and (run / "checkpoint-latest.pt").exists():
+        raise MicrotuneError(f"--out {run} already holds a training run (checkpoint-latest.pt); pass --resume "
+                             "to continue it, or choose another --out.")
+    if args.cache_dir:
+        check_output(args.cache_dir, option="--cache-dir", reuse=True)
     return options, dataset, resume
 
 
@@ -160,12 +167,37 @@ def run_train(args) -> int:
     if args.dry_run:
         print(json.dumps(options.to_dict(), indent=2, sort_keys=True))
         return 0
+    images = options.subset or dataset.count
+    print(f"train: {options.model} cfg {options.cfg}, {options.resolution}x{options.resolution}x{options.img_channels}, "
+          f"batch {options.batch}, {options.kimg:g} kimg (reports every {options.tick_kimg:g} kimg, snapshots "
+          f"every {options.snapshot_every_kimg:g} kimg); {images} images of {args.data}; device {options.device}; "
+          f"writing {args.out}" + (f"; resuming from {resume}" if resume else ""), flush=True)
+    print("train: loading torch, the images and the networks ...", flush=True)
+    _device(options.device)  # a missing GPU is refused before RUN is created
     from microtune.gan.loop import train
 
-    result = train(options, dataset=dataset, run_dir=args.out, evaluate=_evaluator(args, dataset),
-                   resume_from=resume, log=lambda line: print(line, flush=True))
+    run = Path(args.out)
+    created = not run.exists()
+    evaluate = _evaluator(args, dataset)
+    try:
+        with writing(run, option="--out"):
+            result = train(options, dataset=dataset, run_dir=run, evaluate=evaluate,
+                           resume_from=resume, log=lambda line: print(line, flush=True))
+    except BaseException:
+        _remove_if_untrained(run, created)
+        raise
     print(f"checkpoint: {result.checkpoint}")
     return 0
+
+
+def _remove_if_untrained(run: Path, created: bool) -> None:
+    """Remove a run folder this command created when training failed before its first report."""
+    if not created or not run.is_dir() or (run / "checkpoint-latest.pt").exists():
+        return
+    log = run / "log.txt"
+    if log.is_file() and any(line.startswith("tick ") for line in log.read_text(errors="replace").splitlines()):
+        return  # a record of real training: keep it
+    shutil.rmtree(run, ignore_errors=True)
 
 
 def _device(name: str):
@@ -179,9 +211,12 @@ def run_generate(args) -> int:
     from microtune.gan.generate import parse_seeds, write_images
 
     seeds = parse_seeds(args.seeds)
+    checkpoint = resolve_checkpoint(args.ckpt)
+    check_output(args.out, option="--out", reuse=True)
     device = _device(args.device)
-    G, _ = load_generator(resolve_checkpoint(args.ckpt), device=device)
-    paths = write_images(G, seeds, args.out, truncation_psi=args.trunc, grid=args.grid, device=device)
+    G, _ = load_generator(checkpoint, device=device)
+    with writing(args.out, option="--out"):
+        paths = write_images(G, seeds, args.out, truncation_psi=args.trunc, grid=args.grid, device=device)
     print(f"wrote {len(paths)} images to {args.out}")
     return 0
 
@@ -197,10 +232,17 @@ def run_interpolate(args) -> int:
         raise MicrotuneError(f"--out must be an .mp4 file, got {args.out!r}.")
     if args.fps <= 0:
         raise MicrotuneError(f"--fps must be positive, got {args.fps}.")
+    if args.frames < 2:
+        raise MicrotuneError(f"--frames must be at least 2, got {args.frames}.")
+    checkpoint = resolve_checkpoint(args.ckpt)
+    video = check_output(args.out, option="--out", kind="file")
+    check_output(video.with_name(video.stem + "_frames"), option="--out (its frame folder)", reuse=True)
+    check_output(video.with_name(video.stem + "_figure.png"), option="--out (its figure)", kind="file")
     device = _device(args.device)
-    G, _ = load_generator(resolve_checkpoint(args.ckpt), device=device)
+    G, _ = load_generator(checkpoint, device=device)
     frames = interpolation_frames(G, seeds[0], seeds[1], args.frames, space=args.space,
                                   truncation_psi=args.trunc, device=device)
-    written = write_interpolation(frames, args.out, fps=args.fps)
+    with writing(video, option="--out"):
+        written = write_interpolation(frames, video, fps=args.fps)
     print(f"wrote {written['video']}, {len(frames)} frames in {written['frames']}, figure {written['figure']}", file=sys.stdout)
     return 0

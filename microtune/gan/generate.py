@@ -21,6 +21,9 @@ from microtune.errors import MicrotuneError
 from microtune.gan.checkpoint import atomic_save_png
 
 PARALLEL_EPS = 1e-6  # sin(Ω) below this: fall back to linear interpolation
+#: Name of the grid ``write_images(grid=True)`` puts beside the samples; ``microtune metrics --images``
+#: skips it by this name (microtune.metrics.commands.GENERATE_GRID).
+GRID_FILE = "grid.png"
 
 
 def latents_for_seeds(seeds, z_dim: int, device="cpu") -> torch.Tensor:
@@ -99,7 +102,10 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def write_images(G, seeds, out_dir, *, truncation_psi: float = 1.0, grid: bool = False, device="cpu") -> list[Path]:
-    """One PNG per seed (``seed0007.png``) and optionally ``grid.png``; returns written paths."""
+    """One PNG per seed (``seed0007.png``) and optionally :data:`GRID_FILE`; returns written paths.
+
+    The folder can be passed as is to ``microtune metrics --images``, which skips the grid.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = to_uint8(synthesize(G, latents_for_seeds(seeds, G.z_dim, device), truncation_psi=truncation_psi))
@@ -108,7 +114,7 @@ def write_images(G, seeds, out_dir, *, truncation_psi: float = 1.0, grid: bool =
         paths.append(out_dir / f"seed{seed:04d}.png")
         atomic_save_png(to_pil(image), paths[-1])
     if grid:
-        paths.append(out_dir / "grid.png")
+        paths.append(out_dir / GRID_FILE)
         atomic_save_png(to_pil(make_grid(images)), paths[-1])
     return paths
 

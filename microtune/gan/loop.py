@@ -272,6 +272,58 @@ def _crossed(before: int, after: int, every_kimg: float) -> bool:
     return after // every > before // every
 
 
+def _millions(net: torch.nn.Module) -> str:
+    return f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class _Pace:
+    """Says once, early, how fast training goes and when the first tick report and the end will come,
+    so that a slow device (a CPU: about two minutes to the first tick of ``tiny``) is not silent.
+    The speed is measured over the steps after the first (which carries one-off start-up costs)."""
+
+    MEASURE_SECONDS = 5.0   # measure at least this long, ...
+    MEASURE_STEPS = 3       # ... and over at least this many steps
+
+    def __init__(self, nimg: int, total: int, options: TrainOptions) -> None:
+        self.start_nimg, self.total = nimg, total
+        every = max(int(round(options.tick_kimg * 1000)), 1)
+        self.first_tick = min((nimg // every + 1) * every, total)
+        self.t0: float | None = None
+        self.n0 = nimg
+        self.steps = 0
+        self.done = False
+
+    def step(self, nimg: int, say: Callable[[str], None]) -> None:
+        if self.done:
+            return
+        now = time.perf_counter()
+        if self.t0 is None:  # after the first step: start measuring
+            self.t0, self.n0 = now, nimg
+            return
+        self.steps += 1
+        elapsed = now - self.t0
+        if self.steps < self.MEASURE_STEPS or elapsed < self.MEASURE_SECONDS:
+            return
+        self.done = True
+        per_image = elapsed / max(nimg - self.n0, 1)
+        to_tick = (self.first_tick - nimg) * per_image
+        if to_tick <= 2 * self.MEASURE_SECONDS:
+            return  # the tick report comes soon enough on its own
+        say(f"speed {per_image * 1000:.3g} s/kimg over the first {nimg - self.start_nimg} images: "
+            f"first report at kimg {self.first_tick / 1000:.3f} in about {_duration(to_tick)}, "
+            f"the end (kimg {self.total / 1000:.3f}) in about {_duration((self.total - nimg) * per_image)}")
+
+
 class _RunLog:
     def __init__(self, path: Path, echo: Callable[[str], None] | None) -> None:
         self.path, self.echo = path, echo
@@ -320,15 +372,20 @@ def train(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     say = _RunLog(run_dir / "log.txt", log)
+    setup_time = time.perf_counter()
     options, images, state = _setup(options, dataset, run_dir, resume_from, say)
     total = int(round(options.kimg * 1000))
     say(f"training {options.model} cfg={options.cfg} {options.resolution}x{options.resolution}x{options.img_channels} "
-        f"on {images.shape[0]} images, device {images.device}, from kimg {state.nimg / 1000:.3f} to {total / 1000:.3f}")
+        f"on {images.shape[0]} images, device {images.device}, from kimg {state.nimg / 1000:.3f} to {total / 1000:.3f} "
+        f"(G {_millions(state.G)}M, D {_millions(state.D)}M parameters; set up in "
+        f"{time.perf_counter() - setup_time:.1f} s)")
     metrics: dict[str, float] = {}
     tick_time = time.perf_counter()
+    pace = _Pace(state.nimg, total, options)
     while state.nimg < total:
         before = state.nimg
         training_step(state, images, options)
+        pace.step(state.nimg, say)
         done = state.nimg >= total
         eval_due = evaluate is not None and (done or _crossed(before, state.nimg, options.eval_every_kimg))
         snap_due = done or _crossed(before, state.nimg, options.snapshot_every_kimg)

@@ -12,11 +12,18 @@ Protocol names follow NVlabs' StyleGAN2-ADA metric names and encode their sizes:
 Real statistics depend on the real images and the detector only, never on the number of
 generated images, so ``fid10k_full`` and ``fid50k_full`` share one cache entry.  An entry is keyed
 by (dataset content hash, detector tag + weights sha256, real-side protocol ``full`` + feature
-cap, cache format) and holds, for the FID/KID detector, the float64 mean and covariance of all real
+cap, the seed of the real-feature subset when the dataset has more images than the cap, cache
+format) and holds, for the FID/KID detector, the float64 mean and covariance of all real
 features plus up to ``feature_cap`` real feature vectors (KID), and for the P/R detector those
 feature vectors only.  Entries are ``.npz`` files written to a temporary file and moved into place
 with ``os.replace``; an advisory ``fcntl`` lock makes concurrent trials on one machine compute an
 entry once, and on a shared file system the worst case is duplicate (identical) work.
+
+The dataset hash must be the hash of the arrays as they are now
+(:meth:`microtune.data.dataset.Dataset.verified_hash`), not the one the manifest recorded when
+the dataset was written: an in-place edit of ``images.npy`` would otherwise reuse stale
+statistics.  Format 2 (this one) keys by the verified hash and the subset seed; entries of format
+1 were keyed by the manifest's hash without the seed, so none of them is read again.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from microtune.locks import exclusive
 
 __all__ = ["Protocol", "parse_protocol", "RealStatistics", "StatisticsCache", "CACHE_FORMAT"]
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _PROTOCOL_RE = re.compile(r"^(fid|kid|pr)(\d+)(k?)(\d*)_full$")
 
 
@@ -133,10 +140,17 @@ class StatisticsCache:
         self.misses = 0
 
     @staticmethod
-    def key(content_hash: str, detector_tag: str, weights_sha256: str, feature_cap: int) -> dict:
-        """The identity of an entry (stored inside it and hashed into its file name)."""
+    def key(content_hash: str, detector_tag: str, weights_sha256: str, feature_cap: int,
+            subset_seed: int | None = None) -> dict:
+        """The identity of an entry (stored inside it and hashed into its file name).
+
+        ``content_hash`` is the verified hash of the real images as they are now;
+        ``subset_seed`` is the seed that picked the kept real features when there were more real
+        images than ``feature_cap`` (None when all were kept, so every seed shares the entry).
+        """
         return {"format": CACHE_FORMAT, "dataset_sha256": content_hash, "detector": detector_tag,
-                "detector_sha256": weights_sha256, "protocol": "full", "feature_cap": int(feature_cap)}
+                "detector_sha256": weights_sha256, "protocol": "full", "feature_cap": int(feature_cap),
+                "subset_seed": None if subset_seed is None else int(subset_seed)}
 
     def path_for(self, key: dict, detector_name: str) -> Path:
         """File of the entry with ``key``."""

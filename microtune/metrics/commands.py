@@ -2,6 +2,11 @@
 
 Registered by :mod:`microtune.cli` through :func:`register`.  Nothing heavy is imported until the
 handler runs.
+
+Generated images must have the dataset's resolution (as NVlabs' metrics require: their dataset
+loader refuses images of another size than the generator's): a checkpoint or an image folder of
+another size is refused before any detector runs.  ``--images`` skips hidden files and the
+``grid.png`` that ``microtune generate --grid`` writes beside the samples, and says so.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from pathlib import Path
 from microtune.errors import MicrotuneError
 
 log = logging.getLogger(__name__)
+
+#: The grid ``microtune generate --grid`` writes into its --out folder (microtune.gan.generate.GRID_FILE).
+GENERATE_GRID = "grid.png"
 
 DEFAULT_CACHE = Path(os.environ.get("MICROTUNE_CACHE", Path.home() / ".cache" / "microtune"))
 
@@ -49,7 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="GAN checkpoint file or run directory (checkpoint-latest.pt); its EMA generator "
                              "is sampled, image j from seed --seed + j")
     source.add_argument("--images", metavar="DIR",
-                        help="folder of generated images (png/tif/jpg/bmp, read as 8-bit grayscale, sorted by name)")
+                        help="folder of generated images of the dataset's resolution (png/tif/jpg/bmp, read as "
+                             "8-bit grayscale, sorted by name; hidden files and the grid.png of 'microtune "
+                             "generate --grid' are skipped)")
     p.add_argument("--metrics", default="fid,kid,pr", metavar="LIST",
                    help="comma-separated: fid, kid, pr or protocol names like fid50k_full, kid10k_full, "
                         "pr50k3_full (default: %(default)s)")
@@ -74,15 +84,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_metrics)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _image_files(folder: Path) -> tuple[list[Path], list[str]]:
+    """The image files under ``folder`` (sorted) and notes on the files skipped."""
     from microtune.data.ingest import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         raise MicrotuneError(f"--images {folder} is not a folder.")
-    files = sorted(f for f in folder.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    files, notes = [], []
+    for f in sorted(folder.rglob("*")):
+        rel = f.relative_to(folder)
+        if not f.is_file() or f.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if any(part.startswith(".") for part in rel.parts):
+            continue  # hidden files and folders (._name.png of macOS, .ipynb_checkpoints, ...)
+        if rel.as_posix() == GENERATE_GRID:
+            notes.append(f"--images {folder}: skipped {GENERATE_GRID}, the grid 'microtune generate --grid' writes.")
+            continue
+        files.append(f)
     if len(files) < 2:
         raise MicrotuneError(f"--images {folder} holds {len(files)} image files; at least 2 are needed.")
-    return files
+    return files, notes
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise MicrotuneError(f"{path}: not a readable image ({exc}).") from None
+
+
+def check_image_sizes(folder: Path, files: list[Path], resolution: int, data: str) -> None:
+    """Refuse a folder whose images differ in size or differ from the dataset's resolution."""
+    from collections import Counter
+
+    sizes = {f: _image_size(f) for f in files}
+    (common, count), *_ = Counter(sizes.values()).most_common(1)
+    odd = [f for f, size in sizes.items() if size != common]
+    if odd:
+        w, h = sizes[odd[0]]
+        verb = "is" if len(odd) == 1 else "are"
+        raise MicrotuneError(f"--images {folder}: {len(odd)} of {len(files)} images {verb} not {common[0]}x{common[1]} "
+                             f"like the other {count}, e.g. {odd[0]} ({w}x{h}); --images must hold images of one "
+                             f"size.")
+    if common != (resolution, resolution):
+        raise MicrotuneError(f"--images {folder} holds {common[0]}x{common[1]} images but --data {data} holds "
+                             f"{resolution}x{resolution} images; metrics compare images of one resolution (generate "
+                             f"them at {resolution}x{resolution}, or prepare the dataset at their size).")
+
+
+def check_checkpoint_resolution(ckpt: str, options, resolution: int, data: str) -> None:
+    """Refuse a generator whose images are not of the dataset's resolution."""
+    r = int(options.resolution)
+    if r != resolution:
+        raise MicrotuneError(f"--ckpt {ckpt} generates {r}x{r} images but --data {data} holds {resolution}x"
+                             f"{resolution} images; metrics compare images of one resolution (use the dataset "
+                             f"the checkpoint was trained on, or one prepared with --resolution {r}).")
 
 
 def folder_sampler(files: list[Path]):
@@ -108,7 +168,8 @@ def folder_sampler(files: list[Path]):
     return sample
 
 
-def _checkpoint_sampler(ckpt: Path, args: argparse.Namespace, device):
+def _checkpoint_sampler(ckpt: Path, args: argparse.Namespace, device, resolution: int):
+    """A sampler of the checkpoint's EMA generator, refused unless it makes ``resolution``-sized images."""
     try:
         from microtune.gan.checkpoint import load_generator, resolve_checkpoint
     except ImportError:
@@ -116,16 +177,25 @@ def _checkpoint_sampler(ckpt: Path, args: argparse.Namespace, device):
                              "export images and use --images DIR.") from None
     from microtune.metrics.evaluator import generator_sampler
 
-    generator, _options = load_generator(resolve_checkpoint(ckpt), device=device)
+    generator, options = load_generator(resolve_checkpoint(ckpt), device=device)
+    check_checkpoint_resolution(args.ckpt, options, resolution, args.data)
     return generator_sampler(generator, seed=args.seed, truncation_psi=args.truncation_psi, device=device)
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2)
-    os.replace(tmp, path)
+    from microtune.errors import os_error_sentence
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise MicrotuneError(os_error_sentence(exc, option="--out", path=path)) from None
 
 
 def run_metrics(args: argparse.Namespace) -> int:
@@ -142,28 +212,40 @@ def run_metrics(args: argparse.Namespace) -> int:
     parse_detector_choice(args.detector)
     if args.ckpt is not None and not Path(args.ckpt).exists():
         raise MicrotuneError(f"--ckpt {args.ckpt} does not exist.")
+    if args.out:
+        from microtune.errors import check_output
+
+        check_output(args.out, option="--out", kind="file")  # before minutes of work, not after
     dataset = Dataset.open(args.data)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     device = select_device(args.device)
     num_gen = args.num_gen
+    notes: list[str] = []
     if args.images is not None:
-        files = _image_files(Path(args.images))
+        folder = Path(args.images)
+        files, notes = _image_files(folder)
         num_gen = len(files) if num_gen is None else num_gen
         if num_gen > len(files):
             raise MicrotuneError(f"--num-gen {num_gen} exceeds the {len(files)} images in --images {args.images}.")
+        check_image_sizes(folder, files[:num_gen], dataset.resolution, args.data)
         sample = folder_sampler(files)
+    else:
+        sample = _checkpoint_sampler(Path(args.ckpt), args, device, dataset.resolution)
+    for note in notes:
+        log.info("%s", note)
     evaluator = make_evaluator(dataset, metrics, num_gen=num_gen, detector=args.detector,
                                detector_weights=args.detector_weights, cache_dir=args.cache_dir, device=device,
                                batch_size=args.batch_size, allow_download=not args.no_download, seed=args.seed)
-    if args.images is None:
-        sample = _checkpoint_sampler(Path(args.ckpt), args, device)
     log.info("evaluating %s with %s on %s", ", ".join(p.name for p in evaluator.protocols), evaluator.detector,
              device)
     values = evaluator(sample)
     payload = {"metrics": values, "detector": evaluator.detector,
                "protocols": [p.name for p in evaluator.protocols], "dataset": str(dataset.path),
-               "dataset_sha256": dataset.content_hash, "source": args.ckpt or args.images,
-               "device": str(device), "seconds": round(evaluator.last_seconds, 2)}
+               "dataset_sha256": evaluator.content_hash, "source": args.ckpt or args.images,
+               "device": str(device), "seconds": round(evaluator.last_seconds, 2),
+               "warnings": evaluator.warnings, "skipped": notes}
+    if evaluator.content_hash != dataset.content_hash:
+        payload["manifest_sha256"] = dataset.content_hash
     if args.detector != "standard":
         payload["note"] = f"values made with the random-weight detector {args.detector}; not comparable with FID/KID/PR"
     print(json.dumps(payload))

@@ -4,7 +4,9 @@
 :class:`Evaluator`; ``evaluator(sample, step_nimg)`` streams generated images through the detectors
 and returns ``{"fid": ..., "kid": ..., "precision": ..., "recall": ...}`` (the requested ones).
 Real-image statistics come from :class:`~microtune.metrics.cache.StatisticsCache`, computed once
-per (dataset, detector) and then reused by every call, trial and process.
+per (dataset content, detector) and then reused by every call, trial and process.  The content is
+identified by the hash of the arrays as they are now (:func:`dataset_identity`), so statistics of
+a dataset edited in place are never reused.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +29,8 @@ from microtune.metrics.fid import RunningStatistics, frechet_distance
 from microtune.metrics.kid import kernel_inception_distance
 from microtune.metrics.precision_recall import precision_recall
 
-__all__ = ["Evaluator", "make_evaluator", "compute_real_statistics", "generator_sampler", "to_uint8", "Sampler"]
+__all__ = ["Evaluator", "make_evaluator", "compute_real_statistics", "generator_sampler", "to_uint8", "Sampler",
+           "dataset_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +93,19 @@ class Evaluator:
         Real-statistics cache (``hits``/``misses`` counters).
     last_seconds : float
         Wall time of the last call.
+    content_hash : str
+        Hash of the real images the statistics belong to (verified against the arrays).
+    warnings : list of str
+        Sentences about the real data a user should see (e.g. arrays changed since the manifest).
     """
 
     def __init__(self, *, images: np.ndarray, content_hash: str, protocols: Sequence[Protocol],
                  detectors: dict[str, Detector], cache: StatisticsCache, batch_size: int, feature_cap: int,
-                 kid_subsets: int, kid_subset_size: int, seed: int):
+                 kid_subsets: int, kid_subset_size: int, seed: int, identity: Callable[[], str] | None = None,
+                 warnings: Sequence[str] = ()):
         self.images, self.content_hash = images, content_hash
+        self.identity = identity
+        self.warnings = list(warnings)
         self.protocols = list(protocols)
         self.detectors = detectors
         self.cache = cache
@@ -118,11 +129,19 @@ class Evaluator:
         det = self.detectors[role]
         if id(det) not in self._real:
             moments = self._moments_needed(det)
-            key = self.cache.key(self.content_hash, det.tag, det.weights_sha256, self.feature_cap)
+            subset_seed = self.seed if self.images.shape[0] > self.feature_cap else None
+            key = self.cache.key(self.content_hash, det.tag, det.weights_sha256, self.feature_cap, subset_seed)
             key["moments"] = moments
-            self._real[id(det)] = self.cache.get_or_compute(key, det.name, lambda: compute_real_statistics(
-                self.images, det, with_moments=moments, feature_cap=self.feature_cap,
-                batch_size=self.batch_size, seed=self.seed))
+
+            def compute() -> RealStatistics:
+                stats = compute_real_statistics(self.images, det, with_moments=moments, feature_cap=self.feature_cap,
+                                                batch_size=self.batch_size, seed=self.seed)
+                if self.identity is not None and self.identity() != self.content_hash:
+                    raise MicrotuneError("the real images changed while their statistics were computed; run again "
+                                         "once nothing writes to the dataset.")
+                return stats
+
+            self._real[id(det)] = self.cache.get_or_compute(key, det.name, compute)
         return self._real[id(det)]
 
     def _generated_features(self, sample: Sampler) -> tuple[RunningStatistics | None, dict[str, np.ndarray]]:
@@ -145,6 +164,10 @@ class Evaluator:
             if not torch.is_tensor(images) or images.ndim != 4 or images.shape[0] != n or images.shape[1] not in (1, 3):
                 got = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
                 raise ValueError(f"sample({n}, {start}) must return a (n, 1|3, H, W) tensor, got {got}")
+            if tuple(images.shape[-2:]) != tuple(self.images.shape[-2:]):
+                (h, w), (rh, rw) = images.shape[-2:], self.images.shape[-2:]
+                raise MicrotuneError(f"the generated images are {w}x{h} but the real images are {rw}x{rh}; metrics "
+                                     f"compare images of one resolution (the detectors would resize them silently).")
             images = to_uint8(images)
             feats = {i: det.features(images[: det_need[i] - start]).cpu().numpy()
                      for i, det in unique.items() if start < det_need[i]}
@@ -195,6 +218,33 @@ class Evaluator:
         return out
 
     evaluate = __call__
+
+
+def dataset_identity(dataset: Any, cache_dir: str | os.PathLike | None = None
+                     ) -> tuple[str, Callable[[], str] | None, list[str]]:
+    """``(hash, recheck, warnings)`` identifying the real images of ``dataset`` as they are now.
+
+    For a :class:`~microtune.data.dataset.Dataset` the hash is :meth:`Dataset.verified_hash` (a
+    fingerprint check, a re-hash when the arrays changed; fingerprints of read-only datasets go
+    to ``cache_dir/fingerprints``), ``recheck`` repeats it, and a warning says when the arrays no
+    longer match the manifest.  Other objects supply ``content_hash`` and are trusted.
+    """
+    verified = getattr(dataset, "verified_hash", None)
+    if verified is None:
+        return str(dataset.content_hash), None, []
+    fallback = Path(cache_dir).expanduser() / "fingerprints" if cache_dir is not None else None
+
+    def recheck() -> str:
+        return verified(fallback)
+
+    actual = recheck()
+    warnings = []
+    if actual != dataset.content_hash:
+        warnings.append(f"{dataset.path}: the arrays changed after the dataset was written (manifest sha256 "
+                        f"{dataset.content_hash[:12]}, arrays now {actual[:12]}); metrics use the arrays as they "
+                        f"are now and cache their statistics under the new hash.")
+        log.warning("%s", warnings[-1])
+    return actual, recheck, warnings
 
 
 def _protocols(metrics: Sequence[str], num_gen: int | None, pr_k: int) -> list[Protocol]:
@@ -252,8 +302,9 @@ def make_evaluator(
     detector_weights : sequence of path
         Weight files or folders (``--detector-weights``).
     cache_dir : path, optional
-        Root for detector weights (``detectors/``) and real statistics (``real-stats/``); ``None``
-        keeps real statistics in memory only.
+        Root for detector weights (``detectors/``), real statistics (``real-stats/``) and the
+        content fingerprints of datasets whose folder cannot be written (``fingerprints/``);
+        ``None`` keeps real statistics in memory only.
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
     batch_size : int
@@ -285,9 +336,11 @@ def make_evaluator(
             continue
         detectors[role] = load_detector(role, detector, weights=detector_weights, cache_dir=cache_dir, device=dev,
                                         allow_download=allow_download, specs=specs)
-    return Evaluator(images=dataset.images, content_hash=dataset.content_hash, protocols=protocols,
+    content_hash, recheck, warnings = dataset_identity(dataset, cache_dir)
+    return Evaluator(images=dataset.images, content_hash=content_hash, protocols=protocols,
                      detectors=detectors, cache=StatisticsCache(cache_dir), batch_size=batch_size,
-                     feature_cap=feature_cap, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed)
+                     feature_cap=feature_cap, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, seed=seed,
+                     identity=recheck, warnings=warnings)
 
 
 def generator_sampler(generator: torch.nn.Module, *, seed: int = 0, truncation_psi: float = 1.0,

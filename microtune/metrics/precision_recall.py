@@ -13,6 +13,16 @@ with k = 3 in the StyleGAN2-ADA SEM study (Methods, eq. 3) and NVlabs' ``pr50k3_
 Distances are computed in blocks of ``row_batch × col_batch`` with torch (float32 matmul, as in
 NVlabs' implementation), so memory stays bounded for 50k × 50k comparisons and a GPU is used when
 the features live on one.  Comparisons use squared distances; no square roots are taken.
+
+The expansion ``|a - b|² = |a|² + |b|² - 2 a·b`` loses precision to cancellation when the vectors
+share a large common component: its float32 rounding error grows with ``|a|²`` (about
+``2⁻²⁴ |a|²``), not with ``|a - b|²``.  Detector features are far from the origin (VGG-16 fc2
+outputs are post-ReLU, all non-negative), so an offset large against the spread of the features
+would flip inside/outside decisions.  Euclidean distances are invariant under a common
+translation, so every function first subtracts one common centre (the float64 mean of all the
+vectors it compares, subtracted in float64, then rounded to float32): the error then scales
+with the spread of the features, and a common offset added to every feature leaves the result
+unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +35,28 @@ __all__ = ["kth_neighbour_radii", "manifold_coverage", "precision_recall"]
 
 def _as_tensor(x, device) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
-    return t.to(device=device, dtype=torch.float32)
+    return t.to(device=device)
+
+
+def _centred(*sets, device, chunk: int = 8192) -> list[torch.Tensor]:
+    """The feature sets as float32 tensors on ``device``, less the float64 mean of all their rows.
+
+    Works in chunks of ``chunk`` rows, so the float64 copies stay small (see the module docstring).
+    """
+    tensors = [_as_tensor(x, device) for x in sets]
+    total = sum(t.shape[0] for t in tensors)
+    centre = torch.zeros(tensors[0].shape[1], dtype=torch.float64, device=tensors[0].device)
+    for t in tensors:
+        for r0 in range(0, t.shape[0], chunk):
+            centre += t[r0 : r0 + chunk].to(torch.float64).sum(dim=0)
+    centre /= max(total, 1)
+    out = []
+    for t in tensors:
+        c = torch.empty(t.shape, dtype=torch.float32, device=t.device)
+        for r0 in range(0, t.shape[0], chunk):
+            c[r0 : r0 + chunk] = (t[r0 : r0 + chunk].to(torch.float64) - centre).to(torch.float32)
+        out.append(c)
+    return out
 
 
 def _squared_distances(a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
@@ -53,7 +84,11 @@ def kth_neighbour_radii(
     torch.Tensor, shape (n,)
         Squared radii, float32.
     """
-    x = _as_tensor(features, device)
+    (x,) = _centred(features, device=device)
+    return _radii(x, k, row_batch=row_batch, col_batch=col_batch)
+
+
+def _radii(x: torch.Tensor, k: int, *, row_batch: int, col_batch: int) -> torch.Tensor:
     n = x.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}] for {n} vectors, got {k}")
@@ -84,8 +119,12 @@ def manifold_coverage(
     A query is inside when its squared distance to some reference vector is at most that vector's
     squared radius (ties count as inside, as in the reference implementations).
     """
-    q = _as_tensor(queries, device)
-    ref = _as_tensor(reference, device)
+    q, ref = _centred(queries, reference, device=device)
+    return _coverage(q, ref, reference_radii, row_batch=row_batch, col_batch=col_batch)
+
+
+def _coverage(q: torch.Tensor, ref: torch.Tensor, reference_radii: torch.Tensor, *, row_batch: int,
+              col_batch: int) -> float:
     radii = reference_radii.to(device=ref.device, dtype=torch.float32)
     ref_sq = (ref * ref).sum(dim=1)
     inside = 0
@@ -126,9 +165,10 @@ def precision_recall(
     (float, float)
         ``(precision, recall)``, both in [0, 1].
     """
-    opts = dict(row_batch=row_batch, col_batch=col_batch, device=device)
-    real_radii = kth_neighbour_radii(real, k, **opts)
-    gen_radii = kth_neighbour_radii(generated, k, **opts)
-    precision = manifold_coverage(generated, real, real_radii, **opts)
-    recall = manifold_coverage(real, generated, gen_radii, **opts)
+    real, generated = _centred(real, generated, device=device)  # one centre for both: see the module docstring
+    opts = dict(row_batch=row_batch, col_batch=col_batch)
+    real_radii = _radii(real, k, **opts)
+    gen_radii = _radii(generated, k, **opts)
+    precision = _coverage(generated, real, real_radii, **opts)
+    recall = _coverage(real, generated, gen_radii, **opts)
     return precision, recall

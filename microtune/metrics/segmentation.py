@@ -10,6 +10,13 @@ t_i = Σ_j n_ij:
   (a class absent from both has an undefined IoU, reported as NaN and left out of the mean).
 
 The confusion matrix is accumulated with ``bincount`` over batches, so evaluation streams.
+
+Pixel accuracy alone flatters a model on unbalanced micrographs: predicting the most frequent
+class everywhere scores that class's share of the pixels. So the scores also carry
+
+* majority rate   = max_i t_i / Σ_i t_i        (the accuracy of that constant prediction), and
+* near-majority   = 1 when pixel accuracy ≤ majority rate + 0.01 (MAJORITY_MARGIN: not a point
+  better than the constant prediction), else 0: a flag that the accuracy is no result.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["ConfusionMatrix", "confusion_matrix", "segmentation_scores"]
+__all__ = ["MAJORITY_MARGIN", "ConfusionMatrix", "confusion_matrix", "segmentation_scores"]
+
+MAJORITY_MARGIN = 0.01   # "within a point" of the majority rate: accuracy no better than a constant
 
 
 def confusion_matrix(target, prediction, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -52,8 +61,9 @@ def segmentation_scores(matrix: np.ndarray, class_names: Sequence[str] | None = 
     Returns
     -------
     dict
-        ``seg_acc``, ``seg_miou`` and ``seg_iou_<name>`` per class (name = ``class_names[i]`` or
-        the class id); undefined IoUs are NaN.
+        ``seg_acc``, ``seg_miou``, ``seg_iou_<name>`` per class (name = ``class_names[i]`` or
+        the class id; undefined IoUs are NaN), ``seg_majority`` (share of the most frequent true
+        class) and ``seg_near_majority`` (1.0 when ``seg_acc`` ≤ ``seg_majority`` + 0.01, else 0.0).
     """
     m = np.asarray(matrix, dtype=np.float64)
     total = m.sum()
@@ -64,9 +74,13 @@ def segmentation_scores(matrix: np.ndarray, class_names: Sequence[str] | None = 
     names = list(class_names) if class_names is not None else [str(i) for i in range(m.shape[0])]
     if len(names) != m.shape[0]:
         raise ValueError(f"{len(names)} class names for {m.shape[0]} classes")
+    acc = float(tp.sum() / total) if total > 0 else float("nan")
+    majority = float(m.sum(axis=1).max() / total) if total > 0 else float("nan")
     scores = {
-        "seg_acc": float(tp.sum() / total) if total > 0 else float("nan"),
+        "seg_acc": acc,
         "seg_miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        "seg_majority": majority,
+        "seg_near_majority": float(acc <= majority + MAJORITY_MARGIN) if total > 0 else float("nan"),
     }
     scores.update({f"seg_iou_{name}": float(v) for name, v in zip(names, iou)})
     return scores

@@ -10,10 +10,11 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
-from microtune.errors import MicrotuneError
+from microtune.errors import MicrotuneError, check_output, writing
 
 HELP = """\
 Train and evaluate one segmentation method on a dataset with masks, without Ray. HPTL (Hierarchical
@@ -22,9 +23,11 @@ target data, each starting from the first t1, t2, t3 units of the previous netwo
 conv1..conv5, fc6, fc7, score_fr, upscore2, score_pool4; paper depths 2,8,9). Baselines: otsu,
 svm, fcnNs-scratch, deeplab (DeepLabV3+ on a torchvision ResNet-50/ResNet-18/MobileNetV3 backbone,
 random init unless --deeplab-weights; --width scales its head). Per epoch it prints and writes to
-OUT/metrics.jsonl: train loss, test loss, their gap, pixel accuracy, per-class IoU, mean IoU,
-inference ms per image; OUT/options.json holds the resolved options and OUT/final.json the last
-metrics. CPU runs: use --width 0.0625 (channels /16) and small --crop/--samples-per-epoch
+OUT/metrics.jsonl: train loss, test loss, their gap, pixel accuracy beside the test set's
+majority-class rate (seg_majority: the accuracy of predicting the most frequent class everywhere;
+seg_near_majority = 1 flags an accuracy not a point above it), per-class IoU, mean IoU, inference
+ms per image; OUT/options.json holds the resolved options and OUT/final.json the last metrics.
+Everything (dataset, masks, split, device, OUT) is checked before OUT is created. CPU runs: use --width 0.0625 (channels /16) and small --crop/--samples-per-epoch
 (DeepLabV3+: --deeplab-backbone resnet18)."""
 
 
@@ -37,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("segment", help="train/evaluate one segmentation method (HPTL or a baseline)",
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", metavar="DS", required=True, help="dataset directory with masks")
-    p.add_argument("--out", metavar="DIR", required=True, help="output directory (created if missing)")
+    p.add_argument("--out", metavar="DIR", required=True,
+                   help="output directory (created at the first result; an earlier run's results there need --force)")
+    p.add_argument("--force", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument("--method", choices=list(METHODS), default=d.method, help=f"method (default {d.method})")
     p.add_argument("--depths", default=d.depths, metavar="T1,T2,T3",
                    help="transfer depths in units, numbers or unit names (default 2,8,9 = conv2,score_fr,upscore2)")
@@ -76,9 +81,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_segment)
 
 
+RESULT_FILES = ("options.json", "metrics.jsonl", "final.json")
+
+
 def run_segment(args: argparse.Namespace) -> int:
     from microtune.device import select_device
-    from microtune.seg.run import options_from_dict, run_segmentation, validate
+    from microtune.seg.run import check_sources, load_split, options_from_dict, run_segmentation, validate
 
     values = {k.replace("-", "_"): v for k, v in vars(args).items()}
     options = validate(options_from_dict(values))
@@ -88,28 +96,127 @@ def run_segment(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(resolved, indent=2))
         return 0
-    select_device(options.device)  # a missing GPU is refused before OUT is created
+    # everything is checked before OUT is created: device, sources, dataset and split, OUT itself
+    select_device(options.device)
+    check_sources(options)
+    split = load_split(options)
+    out = check_output(args.out, option="--out", reuse=True, inputs={"--data": options.data}, inside_inputs=True)
+    earlier = [name for name in RESULT_FILES if (out / name).exists()]
+    if earlier and not args.force:
+        raise MicrotuneError(f"--out {out} holds the results of an earlier run ({', '.join(earlier)}); "
+                             "pass --force to replace them, or choose another --out.")
+    if options.cache_dir:
+        check_output(options.cache_dir, option="--cache-dir", reuse=True)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "options.json").write_text(json.dumps(resolved, indent=2))
-    log_file = (out / "metrics.jsonl").open("w")
-
-    def report(step: int, metrics: dict) -> None:
-        log_file.write(json.dumps({"step": step, **metrics}) + "\n")
-        log_file.flush()
-        print(f"step {step:7d} stage {int(metrics.get('seg_stage', 0))} epoch {int(metrics.get('seg_epoch', 0))}: "
-              f"train {metrics.get('seg_train_loss', math.nan):.4f} test {metrics.get('seg_test_loss', math.nan):.4f} "
-              f"acc {metrics['seg_acc']:.4f} mIoU {metrics['seg_miou']:.4f} {metrics['seg_infer_ms']:.1f} ms/img",
-              flush=True)
-
+    (train_x, _), (test_x, test_y), names = split
+    majority = _majority(test_y, names)
+    print(f"segment: {options.label} on {len(train_x)} training and {len(test_x)} test images of {options.data} "
+          f"(classes {', '.join(names)}; the test set's majority class {majority[0]} covers "
+          f"{majority[1]:.3f} of its pixels); writing {out}", flush=True)
+    results = _Results(out, resolved, earlier)
     try:
-        final = run_segmentation(options, report=report, log=lambda m: print(m, file=sys.stderr, flush=True))
+        with writing(out, option="--out"):
+            final = run_segmentation(options, report=results.report, split=split,
+                                     log=lambda m: print(m, file=sys.stderr, flush=True))
+            results.finish({"method": options.label, **final})
     finally:
-        log_file.close()
-    (out / "final.json").write_text(json.dumps({"method": options.label, **final}, indent=2))
-    print(f"{options.label}: pixel accuracy {final['seg_acc']:.4f}, mean IoU {final['seg_miou']:.4f}; wrote {out}")
+        results.close()
+    line, warning = summary_line(options.label, final, names, majority[0])
+    print(line)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"wrote {out}")
     return 0
+
+
+def _majority(masks, names) -> tuple[str, float]:
+    """(name, pixel share) of the most frequent class in ``masks``."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(masks).reshape(-1), minlength=len(names))
+    k = int(counts.argmax())
+    return (names[k] if k < len(names) else str(k)), float(counts[k] / max(counts.sum(), 1))
+
+
+def summary_line(label: str, metrics: dict, names, majority_name: str | None = None) -> tuple[str, str | None]:
+    """Accuracy beside the majority-class rate, mean and per-class IoU; and a warning (else None)
+    when the near-majority flag is set."""
+    from microtune.tracking import schema
+
+    acc, majority = metrics[schema.SEG_ACC], metrics.get(schema.SEG_MAJORITY, math.nan)
+    ious = " ".join(f"{n} {metrics.get(f'seg_iou_{n}', math.nan):.3f}" for n in names)
+    line = (f"{label}: pixel accuracy {acc:.4f} (majority class {majority:.4f}), mean IoU "
+            f"{metrics[schema.SEG_MIOU]:.4f}, IoU {ious}")
+    if metrics.get(schema.SEG_NEAR_MAJORITY) != 1.0:
+        return line, None
+    constant = f"predicting {majority_name} everywhere" if majority_name else "predicting one class everywhere"
+    return line, (f"the pixel accuracy {acc:.4f} is not a point above the test set's majority-class rate "
+                  f"{majority:.4f}: the model does no better than {constant}; judge it by its per-class IoU.")
+
+
+class _Results:
+    """OUT's files, created at the first report (so a run that fails before it leaves nothing):
+    options.json (atomic), metrics.jsonl (a line per report), final.json (atomic, at the end)."""
+
+    def __init__(self, out: Path, resolved: dict, earlier: list[str]) -> None:
+        self.out, self.resolved, self.earlier = out, resolved, earlier
+        self.log_file = None
+
+    def _open(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        for name in self.earlier:  # --force: an earlier run's results go
+            (self.out / name).unlink(missing_ok=True)
+        _atomic_write(self.out / "options.json", json.dumps(self.resolved, indent=2))
+        self.log_file = (self.out / "metrics.jsonl").open("w")
+
+    def report(self, step: int, metrics: dict) -> None:
+        if self.log_file is None:
+            self._open()
+        self.log_file.write(json.dumps({"step": step, **metrics}) + "\n")
+        self.log_file.flush()
+        print(report_line(step, metrics), flush=True)
+
+    def finish(self, final: dict) -> None:
+        if self.log_file is None:
+            self._open()
+        _atomic_write(self.out / "final.json", json.dumps(final, indent=2))
+
+    def close(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
+
+
+def report_line(step: int, metrics: dict) -> str:
+    """One progress line; values a method does not have (Otsu: no losses, no epochs) are left out."""
+    from microtune.tracking import schema
+
+    if "seg_epoch" in metrics:
+        stage = f" stage {int(metrics['seg_stage'])}" if "seg_stage" in metrics else ""  # HPTL's networks
+        parts = [f"step {step:7d}{stage} epoch {int(metrics['seg_epoch'])}:"]
+    else:  # a method without epochs (Otsu, SVM) reports once
+        parts = [f"fitted on {step} training images; test set:"]
+    for key, label in ((schema.SEG_TRAIN_LOSS, "train loss"), (schema.SEG_TEST_LOSS, "test loss")):
+        value = metrics.get(key)
+        if value is not None and math.isfinite(value):
+            parts.append(f"{label} {value:.4f}")
+    parts.append(f"acc {metrics[schema.SEG_ACC]:.4f} (majority {metrics.get(schema.SEG_MAJORITY, math.nan):.4f}"
+                 + (", no better" if metrics.get(schema.SEG_NEAR_MAJORITY) == 1.0 else "") + ")")
+    parts.append(f"mIoU {metrics[schema.SEG_MIOU]:.4f}")
+    ious = {k[len("seg_iou_"):]: v for k, v in metrics.items() if k.startswith("seg_iou_")}
+    if ious:
+        parts.append("IoU " + " ".join(f"{n} {v:.3f}" for n, v in ious.items()))
+    parts.append(f"{metrics[schema.SEG_INFER_MS]:.1f} ms/img")
+    return " ".join(parts)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

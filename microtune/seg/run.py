@@ -43,8 +43,8 @@ from microtune.seg.options import (
     validate,
 )
 
-__all__ = ["METHODS", "SegOptions", "load_split", "options_from_dict", "run_segmentation", "split_indices",
-           "stage_options", "validate"]
+__all__ = ["METHODS", "SegOptions", "check_sources", "load_split", "options_from_dict", "run_segmentation",
+           "split_indices", "stage_options", "validate"]
 
 
 def stage_options(options: SegOptions) -> StageOptions:
@@ -78,11 +78,17 @@ def split_indices(dataset, split: str) -> tuple[np.ndarray, np.ndarray]:
         if idx.size == 0:
             raise MicrotuneError(f"--split: no image of --data {dataset.path} is listed in {f}.")
         out.append(idx)
+    both = np.intersect1d(out[0], out[1])
+    if both.size:
+        raise MicrotuneError(f"--split: {both.size} images of --data {dataset.path} are listed both in {files[0]} "
+                             f"and in {files[1]} (e.g. {stems[both[0]]}); a test image must not be trained on.")
     return out[0], out[1]
 
 
 def load_split(options: SegOptions):
-    """(train arrays, test arrays, class names) as uint8 images and masks."""
+    """(train arrays, test arrays, class names) as uint8 images and masks; refuses (MicrotuneError)
+    a dataset without masks, a split that leaves a side empty and a --subset larger than the
+    training side, so a command can call it before it creates anything."""
     from microtune.data.dataset import Dataset
 
     dataset = Dataset.open(options.data)
@@ -90,25 +96,49 @@ def load_split(options: SegOptions):
         raise MicrotuneError(f"--data {options.data}: the dataset has no masks (prepare it with --masks).")
     train, test = split_indices(dataset, options.split)
     if options.subset:
+        if options.subset > train.size:
+            raise MicrotuneError(f"--subset {options.subset} exceeds the {train.size} training images of "
+                                 f"--data {options.data} (--split {options.split}).")
         train = train[np.random.default_rng(options.seed).permutation(train.size)[:options.subset]]
         train.sort()
     images, masks = np.asarray(dataset.images), np.asarray(dataset.masks)
     return (images[train], masks[train]), (images[test], masks[test]), dataset.class_names
 
 
+def check_sources(options: SegOptions) -> None:
+    """Refuse, before any work, a stage-1 source that cannot be had: ``--source imagenet`` without
+    a VGG-19 ImageNet file, or with a width or batch norm that ImageNet weights cannot fill."""
+    if not options.method.startswith("hptl") or parse_depths(options.depths)[0] == 0:
+        return
+    from microtune.seg.source import find_imagenet_weights
+
+    if options.source_weights and not Path(options.source_weights).is_file():
+        raise MicrotuneError(f"--source-weights {options.source_weights}: no such file.")
+    if options.source == "imagenet":
+        if not options.source_weights and find_imagenet_weights() is None:
+            raise MicrotuneError("--source imagenet: no VGG-19 ImageNet file found (give --source-weights "
+                                 "or fill the torch hub cache).")
+        if options.width != 1.0 or options.batch_norm:
+            raise MicrotuneError("--width must be 1 and --batch-norm off to use ImageNet VGG-19 weights "
+                                 "(--source imagenet).")
+
+
 def run_segmentation(options: SegOptions, *, report: Report | None = None,
                      should_stop: Callable[[], bool] | None = None,
-                     log: Callable[[str], None] | None = None) -> dict[str, float]:
+                     log: Callable[[str], None] | None = None, split=None) -> dict[str, float]:
     """Run one configuration; returns the final metrics (``seg_acc``, ``seg_miou``, losses, ms...).
 
     This is the function a sweep trainable calls: ``report(step, metrics)`` gets every epoch's
     metrics (keys of :mod:`microtune.tracking.schema` plus ``seg_loss_gap``, ``seg_iou_<class>``,
     ``seg_epoch``, ``seg_stage``); ``should_stop()`` ends training after the current epoch.
+    ``split``: what :func:`load_split` returned, when the caller loaded it already (to validate
+    before writing anything); loaded here otherwise.
     """
     validate(options)
     select_device(options.device)  # refuse a missing GPU before any work
+    check_sources(options)
     torch.manual_seed(options.seed)
-    (tr_x, tr_y), (te_x, te_y), names = load_split(options)
+    (tr_x, tr_y), (te_x, te_y), names = split if split is not None else load_split(options)
     t0 = time.perf_counter()
     if options.method == "otsu":
         from microtune.seg.baselines import run_otsu

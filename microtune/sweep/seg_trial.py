@@ -13,9 +13,10 @@ What a trial does
    (``HPTL``, ``HPTL-R``, ``OTSU``, ... as :mod:`analysis.hptl_tables` groups them) and
    ``method_key`` = the option value (``hptl``, ``hptl-r``, ``otsu``, ...); tag ``model`` = the
    method key.
-3. Train: after every epoch of every trained network, the epoch's metrics (pixel accuracy, IoU,
-   losses and their gap, ms per image, stage, epoch) go to MLflow at step = training crops seen
-   and to Tune. Otsu and the SVM report once.
+3. Train: after every epoch of every trained network, the epoch's metrics (pixel accuracy beside
+   the test set's majority-class rate ``seg_majority`` and the flag ``seg_near_majority``, per-class
+   and mean IoU, losses and their gap, ms per image, stage, epoch) go to MLflow at step = training
+   crops seen and to Tune. Otsu and the SVM report once.
 
 Segmentation trials keep no checkpoint: a retried trial trains again from the start. Its earlier
 attempt's MLflow run is closed as FAILED (tag ``retried=true``) so no curve mixes two

@@ -28,15 +28,17 @@ SEG_MIOU = "seg_miou"
 SEG_TRAIN_LOSS = "seg_train_loss"
 SEG_TEST_LOSS = "seg_test_loss"
 SEG_INFER_MS = "seg_infer_ms"
+SEG_MAJORITY = "seg_majority"            # test pixels of the most frequent class: a constant model's accuracy
+SEG_NEAR_MAJORITY = "seg_near_majority"  # 1.0 when seg_acc <= seg_majority + 0.01 (no result), else 0.0
 BEST_FID = "best_fid"
 BEST_RECALL = "best_recall"
 TRIAL_SECONDS = "trial_seconds"        # wall-clock seconds the trial has trained
 ENERGY_KWH = "energy_kwh"              # when the device reports power
 
 GAN_METRICS = (FID, KID, PRECISION, RECALL, ADA_P, ADA_RT, LOSS_G, LOSS_D, SEC_PER_KIMG, KIMG)
-SEG_METRICS = (SEG_ACC, SEG_MIOU, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS)
+SEG_METRICS = (SEG_ACC, SEG_MIOU, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS, SEG_MAJORITY, SEG_NEAR_MAJORITY)
 # Metrics where smaller is better; everything else in GAN_METRICS/SEG_METRICS that is scored is
-# larger-is-better.
+# larger-is-better (SEG_MAJORITY and SEG_NEAR_MAJORITY describe the test set and are not scored).
 LOWER_IS_BETTER = frozenset({FID, KID, LOSS_G, LOSS_D, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS})
 
 # -- tags -------------------------------------------------------------------------------------------
@@ -73,3 +75,14 @@ ARTIFACT_CONFIG = "config/resolved_config.json"
 ARTIFACT_SAMPLES_DIR = "samples"
 ARTIFACT_CHECKPOINT_FINAL = "checkpoints/final.pt"
 ARTIFACT_CHECKPOINT_BEST = "checkpoints/best.pt"
+
+# -- the parent (study) run of a launch: the study's answer (microtune/sweep/runner.py) -------------
+LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"   # MLflow's run tag listing table artifacts
+ARTIFACT_SUMMARY = "study_summary.json"        # MLflow table: one row per trial (axes, best values, state)
+ARTIFACT_SPEC_DIR = "spec"                     # the spec as written (YAML) and resolved (JSON)
+ARTIFACT_ANALYSIS_DIR = "analysis"             # analysis/report.py's figures, tables and index
+IMPORTANCE_PREFIX = "importance"               # parent metrics importance.<target>.<axis> (fANOVA)
+OPTUNA_STORAGE = "optuna_storage"              # parent tags of an Optuna study: where optuna-dashboard
+OPTUNA_STUDY = "optuna_study"                  # finds it, and its study name there
+TRIALS_DONE = "trials_done"                    # parent metrics, step = trials done so far
+TRIALS_FAILED = "trials_failed"

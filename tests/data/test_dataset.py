@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 
 import numpy as np
@@ -124,3 +125,119 @@ def test_open_rejects_broken_datasets(tmp_path, images):
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(DatasetError, match="unreadable manifest"):
         Dataset.open(path)
+
+
+# -- the verified hash and its fingerprint ------------------------------------------------------------
+
+FINGERPRINT = ".microtune-fingerprint.json"
+
+
+def _age(path, seconds=3600):
+    """Set the arrays' mtime an hour back, as for any dataset not written just now (a fingerprint
+    is only trusted for files older than the racy window, see microtune.data.dataset.RACY_NS)."""
+    for name in ("images.npy", "masks.npy"):
+        if (path / name).exists():
+            st = (path / name).stat()
+            os.utime(path / name, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9))
+
+
+def test_verified_hash_sees_an_in_place_edit_even_with_the_mtime_put_back(tmp_path, images):
+    masks = (images > 100).astype(np.uint8)
+    path = write(tmp_path / "ds", images, masks)
+    _age(path)
+    ds = Dataset.open(path)
+    assert ds.verified_hash() == ds.content_hash == content_hash(images, masks)
+    assert (path / FINGERPRINT).is_file()  # remembered for the next open
+    mtime = (path / "images.npy").stat().st_mtime_ns
+    arr = np.load(path / "images.npy", mmap_mode="r+")
+    arr[:5] = 255 - arr[:5]  # the edit the issue reports: images changed in place
+    arr.flush()
+    del arr
+    os.utime(path / "images.npy", ns=(mtime, mtime))  # worst case: the mtime is put back (ctime still moves)
+    edited = images.copy()
+    edited[:5] = 255 - edited[:5]
+    again = Dataset.open(path)
+    assert again.verified_hash() == content_hash(edited, masks) != again.content_hash
+    assert ds.verified_hash() == content_hash(edited, masks)  # an instance opened before the edit too
+
+
+def test_a_mask_edit_changes_the_verified_hash(tmp_path, images):
+    masks = (images > 100).astype(np.uint8)
+    path = write(tmp_path / "ds", images, masks)
+    _age(path)
+    assert Dataset.open(path).verified_hash() == content_hash(images, masks)
+    arr = np.load(path / "masks.npy", mmap_mode="r+")
+    arr[0, 0, 0] ^= 1
+    arr.flush()
+    del arr
+    masks[0, 0, 0] ^= 1
+    assert Dataset.open(path).verified_hash() == content_hash(images, masks)
+
+
+def _poison(place):
+    record = json.loads(place.read_text())
+    record["verified_sha256"] = "0" * 64
+    place.write_text(json.dumps(record))
+
+
+def test_a_trusted_fingerprint_is_used_without_rehashing(tmp_path, images):
+    # A fingerprint whose stats match is believed (that is what makes it cheap): a poisoned one shows it.
+    path = write(tmp_path / "ds", images)
+    _age(path)
+    Dataset.open(path).verified_hash()
+    _poison(path / FINGERPRINT)
+    assert Dataset.open(path).verified_hash() == "0" * 64
+    st = (path / "images.npy").stat()
+    os.utime(path / "images.npy", ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # any stat change: re-hash
+    assert Dataset.open(path).verified_hash() == content_hash(images)
+
+
+def test_a_racily_clean_fingerprint_is_not_trusted(tmp_path, images):
+    # The fingerprint was written within the racy window after the array's last change: the array
+    # may have changed again within its timestamp tick, so the arrays are re-hashed.
+    path = write(tmp_path / "ds", images)
+    _age(path)
+    Dataset.open(path).verified_hash()
+    _poison(path / FINGERPRINT)
+    mtime = (path / "images.npy").stat().st_mtime_ns
+    os.utime(path / FINGERPRINT, ns=(mtime, mtime + 10**9))  # 1 s after the array: inside RACY_NS
+    assert Dataset.open(path).verified_hash() == content_hash(images)
+
+
+def test_fingerprint_goes_to_the_fallback_folder_when_the_dataset_refuses_it(tmp_path, images):
+    path = write(tmp_path / "ds", images)
+    _age(path)
+    (path / FINGERPRINT).mkdir()  # the dataset's own place cannot take the file (as a read-only folder)
+    fallback = tmp_path / "cache" / "fingerprints"
+    assert Dataset.open(path).verified_hash(fallback) == content_hash(images)
+    (stored,) = fallback.glob("*.json")
+    _poison(stored)
+    assert Dataset.open(path).verified_hash(fallback) == "0" * 64
+    assert Dataset.open(path).verified_hash() == content_hash(images)  # without it: re-hashed, no error
+
+
+def test_arrays_replaced_after_open_are_refused(tmp_path, images):
+    path = write(tmp_path / "ds", images)
+    ds = Dataset.open(path)
+    write(tmp_path / "ds", images[::-1].copy(), force=True)  # `data prepare --force` over it
+    with pytest.raises(DatasetError, match="images.npy: was replaced after the dataset was opened"):
+        ds.verified_hash()
+    assert Dataset.open(path).verified_hash() == content_hash(images[::-1].copy())
+
+
+def test_without_any_fingerprint_file_a_process_hashes_once(tmp_path, images, monkeypatch):
+    import microtune.data.dataset as dataset_module
+
+    calls = []
+    real_hash = dataset_module.content_hash
+    monkeypatch.setattr(dataset_module, "content_hash", lambda *a: calls.append(1) or real_hash(*a))  # a counting spy
+    path = write(tmp_path / "ds", images)
+    _age(path)
+    (path / FINGERPRINT).mkdir()  # nowhere to write a fingerprint, and no fallback folder given
+    ds = Dataset.open(path)
+    assert ds.verified_hash() == ds.verified_hash() == content_hash(images) and len(calls) == 1
+    arr = np.load(path / "images.npy", mmap_mode="r+")
+    arr[0] ^= 1
+    arr.flush()
+    del arr
+    assert ds.verified_hash() != content_hash(images) and len(calls) == 2

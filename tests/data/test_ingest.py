@@ -115,3 +115,23 @@ def test_truncated_tiff_is_an_error(tmp_path, rng):
     (tmp_path / "t.tif").write_bytes(data[: len(data) // 3])
     with pytest.raises(DatasetError, match="t.tif"):
         read_image(tmp_path / "t.tif")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("README.txt", "not an image (.txt file)"),
+        ("Thumbs.db", "system file"),
+        ("desktop.ini", "system file"),
+        (".DS_Store", "system file"),
+        ("._a.png", "hidden file"),
+        ("a.tif.hdr", "not an image (.hdr file)"),   # instrument side-car beside a TIFF
+        ("a.png", None),
+        ("a.dm3", None),      # an image format we do not read: read it, and fail naming the file
+        ("noext", None),
+    ],
+)
+def test_which_files_are_not_micrographs(name, reason):
+    from microtune.data.ingest import ignored_reason
+
+    assert ignored_reason(name) == reason

@@ -128,20 +128,22 @@ def test_masks_follow_the_crop(tmp_path, rng):
     for i, rec in enumerate(ds.manifest["images"]):
         y, x = rec["tile"]
         np.testing.assert_array_equal(ds.masks[i], mask[y:y + 32, x:x + 32])
-    with pytest.raises(DatasetError, match="masks contain class id 2"):
+    with pytest.raises(DatasetError, match="a.npy: the mask contains class id 2 but --class-names lists only 2"):
         prep(src, tmp_path / "ds2", resolution=32, masks=str(masks), class_names=("lo", "mid"))
     np.save(masks / "a.npy", mask[:10])
-    with pytest.raises(DatasetError, match=r"a\.npy: mask shape \(10, 90\) differs"):
+    with pytest.raises(DatasetError, match=r"a\.npy: mask is 10×90 \(rows×columns\) but its image is 70×90"):
         prep(src, tmp_path / "ds3", resolution=32, masks=str(masks))
     (masks / "a.npy").unlink()
-    with pytest.raises(DatasetError, match=r"a\.png: no mask file"):
+    with pytest.raises(DatasetError, match=r"a\.png: no mask file for this image in .*masks/: looked for a, "
+                                           r"a_mask, a_label, a_labels, a_gt with extension"):
         prep(src, tmp_path / "ds4", resolution=32, masks=str(masks))
 
 
 @pytest.mark.parametrize(
     ("name", "content", "phrase"),
     [
-        ("notes.txt", b"not an image", "not an image file"),
+        # an unsupported format (Gatan .dm3) is not a known non-image type: it still stops a prepare
+        ("scan.dm3", b"not an image", "not an image file"),
         ("broken.png", b"\x89PNG\r\n\x1a\n garbage", "not a readable image|truncated"),
     ],
 )
@@ -159,7 +161,7 @@ def test_bad_file_fails_then_skip_bad_lists_it(micrograph_folder, tmp_path, name
 def test_skip_bad_still_fails_when_nothing_is_left(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    (src / "a.txt").write_text("x")
+    (src / "a.dm3").write_text("x")
     with pytest.raises(DatasetError, match="no usable image is left"):
         prep(src, tmp_path / "ds", resolution=32, skip_bad=True)
     assert not (tmp_path / "ds").exists()

@@ -96,3 +96,30 @@ def test_interpolation_video_frames_and_figure(tmp_path, space):
     import imageio_ffmpeg
 
     assert imageio_ffmpeg.count_frames_and_secs(str(written["video"]))[0] == 8
+
+
+def test_a_generate_folder_with_its_grid_is_accepted_by_metrics(tmp_path, capsys):
+    # `generate --grid` then `metrics --images` on the same folder: the grid (another size) is
+    # skipped by name instead of aborting the run with a message about the wrong file.
+    import argparse
+    import json
+
+    from microtune.data.dataset import DatasetWriter
+    from microtune.gan.generate import GRID_FILE
+    from microtune.metrics import commands
+
+    paths = write_images(_generator(), range(6), tmp_path / "gen", grid=True)
+    assert paths[-1].name == GRID_FILE and _png(paths[-1]).shape == (32, 48)  # 2 rows of 3
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "ds", resolution=16) as w:
+        for i in range(8):
+            w.add(rng.integers(0, 256, (16, 16), dtype=np.uint8), {"source": f"f{i}", "specimen": "S", "tile": [0, 0]})
+        w.commit()
+    parser = argparse.ArgumentParser(prog="microtune")
+    commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["metrics", "--data", str(tmp_path / "ds"), "--images", str(tmp_path / "gen"),
+                              "--metrics", "fid", "--detector", "random-seed:0", "--cache-dir", str(tmp_path / "c"),
+                              "--device", "cpu"])
+    assert args.handler(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["protocols"] == ["fid6_full"] and GRID_FILE in printed["skipped"][0]

@@ -91,3 +91,12 @@ def test_concurrent_processes_compute_once(tmp_path):
         p.join(60)
     assert [p.exitcode for p in procs] == [0, 0, 0]
     assert len((tmp_path / "log").read_text().split()) == 1
+
+
+def test_subset_seed_is_a_different_entry_and_none_is_shared(tmp_path):
+    cache = StatisticsCache(tmp_path)
+    for seed in (0, 1, None, None):
+        cache.get_or_compute(StatisticsCache.key("a" * 64, "t", "b" * 64, 10, subset_seed=seed), "x", _stats)
+    assert cache.misses == 3 and cache.hits == 1
+    # entries of format 1 were keyed by the manifest's hash and without the seed: never read again
+    assert StatisticsCache.key("a" * 64, "t", "b" * 64, 10)["format"] == 2

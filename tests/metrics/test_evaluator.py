@@ -134,3 +134,77 @@ def test_a_generator_module_can_be_passed_directly(real):
     ev = _ev(real, None, metrics=("fid",), num_gen=12)
     g = G()
     assert ev(g, 1000) == ev(generator_sampler(g, seed=0), 1000)
+
+
+# -- the cache key: dataset content as it is now, and the subset seed ---------------------------------
+
+def _dataset_on_disk(real, path):
+    import os
+
+    from microtune.data.dataset import Dataset, DatasetWriter
+
+    with DatasetWriter(path, resolution=32) as w:
+        for i, image in enumerate(real.images):
+            w.add(image, {"source": f"f{i}", "specimen": f"S{i % 3}", "tile": [0, 0]})
+        w.commit()
+    st = (path / "images.npy").stat()  # an hour old, as a dataset in use is (see data.dataset.RACY_NS)
+    os.utime(path / "images.npy", ns=(st.st_atime_ns, st.st_mtime_ns - 3600 * 10**9))
+    return Dataset.open(path)
+
+
+def test_statistics_of_a_dataset_edited_in_place_are_not_reused(real, tmp_path):
+    # The issue's report: after images of images.npy were changed in place, metrics reused the
+    # statistics cached under the manifest's (now wrong) hash.  Reference value: the same
+    # evaluation with an empty cache.
+    import os
+
+    ds = _dataset_on_disk(real, tmp_path / "ds")
+    cache = tmp_path / "cache"
+    before = _ev(ds, cache, metrics=("fid",), num_gen=16)(noise)["fid"]
+    mtime = (ds.path / "images.npy").stat().st_mtime_ns
+    arr = np.load(ds.path / "images.npy", mmap_mode="r+")
+    arr[: N // 2] = 255 - arr[: N // 2]
+    arr.flush()
+    del arr
+    os.utime(ds.path / "images.npy", ns=(mtime, mtime))  # even with its mtime put back
+    from microtune.data.dataset import Dataset
+
+    edited = Dataset.open(ds.path)
+    ev = _ev(edited, cache, metrics=("fid",), num_gen=16)
+    after = ev(noise)["fid"]
+    fresh = _ev(edited, tmp_path / "empty-cache", metrics=("fid",), num_gen=16)(noise)["fid"]
+    assert after == pytest.approx(fresh, rel=1e-9) and abs(after - before) > 1e-3 * before
+    assert ev.cache.misses == 1 and ev.cache.hits == 0
+    assert ev.content_hash != edited.content_hash
+    assert len(ev.warnings) == 1 and "arrays changed after the dataset was written" in ev.warnings[0]
+    # unchanged from here on: the next evaluator is a hit, found by the fingerprint
+    again = _ev(Dataset.open(ds.path), cache, metrics=("fid",), num_gen=16)
+    assert again(noise)["fid"] == pytest.approx(after, rel=1e-9) and again.cache.hits == 1
+
+
+def test_the_real_feature_subset_seed_is_part_of_the_key(real, tmp_path):
+    # With more real images than feature_cap, the kept real features are a seeded subset: seed 1
+    # must not get seed 0's subset from the cache.  Reference: seed 1 with an empty cache.
+    opts = dict(metrics=("kid",), feature_cap=20)
+    seed0 = _ev(real, tmp_path, seed=0, **opts)
+    seed1 = _ev(real, tmp_path, seed=1, **opts)
+    fresh1 = _ev(real, tmp_path / "empty", seed=1, **opts)
+    features = {name: ev.real_statistics("fid").features for name, ev in
+                (("0", seed0), ("1", seed1), ("fresh1", fresh1))}
+    assert seed1.cache.misses == 1 and seed1.cache.hits == 0
+    np.testing.assert_array_equal(features["1"], features["fresh1"])
+    assert not np.array_equal(features["0"], features["1"])
+    assert seed1(noise)["kid"] == fresh1(noise)["kid"]
+    # all real features kept (count <= cap): the seed picks nothing, and the entry is shared
+    full0 = _ev(real, tmp_path / "full", seed=0, metrics=("kid",))
+    full0.real_statistics("fid")
+    full1 = _ev(real, tmp_path / "full", seed=1, metrics=("kid",))
+    full1.real_statistics("fid")
+    assert full1.cache.hits == 1
+
+
+def test_generated_images_of_another_resolution_are_refused(real):
+    # The detectors resize any input, so 16×16 fakes against 32×32 reals would give a number silently.
+    ev = _ev(real, None, metrics=("fid",), num_gen=4)
+    with pytest.raises(MicrotuneError, match="generated images are 16x16 but the real images are 32x32"):
+        ev(lambda n, off: torch.zeros(n, 1, 16, 16))

@@ -56,3 +56,36 @@ def test_matches_torch_fidelity_on_identical_features():
     ref = metric_prc.calculate_precision_recall_part(gen, real, neighborhood=3, batch_size=64)
     ours = precision_recall(real, gen, k=3, row_batch=64, col_batch=100)
     assert ours == pytest.approx(ref, abs=1.0 / 250)  # at most one borderline vector may differ
+
+
+def _offset_sets():
+    # Two overlapping clouds of spread ~1 on a dyadic grid (multiples of 1/64), so that adding the
+    # offset below is exact in float32 and both calls see exactly the same geometry.
+    rng = np.random.default_rng(5)
+    real = np.round(rng.standard_normal((120, 32)) * 64) / 64
+    gen = np.round((rng.standard_normal((100, 32)) * 1.2 + 0.4) * 64) / 64
+    offset = 4096.0 * rng.integers(1, 4, 32)  # a large common component, as post-ReLU features have
+    return real.astype(np.float32), gen.astype(np.float32), offset.astype(np.float32)
+
+
+def test_a_common_offset_changes_nothing():
+    # Reference: Euclidean distances are invariant under a common translation, so precision and
+    # recall of (real + c, gen + c) must equal those of (real, gen) exactly.  Without centring, the
+    # float32 expansion |a|² + |b|² - 2a·b has rounding errors of order 2⁻²⁴·|c|² ≈ 2e3 here, far
+    # above the squared radii (≈ 20), and the values collapse.
+    real, gen, offset = _offset_sets()
+    assert np.array_equal((real + offset) - offset, real) and np.array_equal((gen + offset) - offset, gen)
+    plain = precision_recall(real, gen, k=3)
+    assert 0.05 < plain[0] < 0.95 and 0.05 < plain[1] < 0.95  # a case where decisions matter (0.16, 0.89)
+    assert precision_recall(real + offset, gen + offset, k=3) == plain
+    assert precision_recall(real + offset, gen + offset, k=3, row_batch=17, col_batch=13) == plain
+
+
+def test_radii_and_coverage_are_translation_invariant_on_their_own():
+    from microtune.metrics.precision_recall import manifold_coverage
+
+    real, gen, offset = _offset_sets()
+    radii = kth_neighbour_radii(real, 3)
+    shifted = kth_neighbour_radii(real + offset, 3)
+    np.testing.assert_allclose(shifted.numpy(), radii.numpy(), rtol=1e-5)
+    assert manifold_coverage(gen + offset, real + offset, shifted) == manifold_coverage(gen, real, radii)
