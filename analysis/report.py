@@ -5,7 +5,8 @@
 The study is read once. What applies: ``augmentations`` when augpipe varies, ``target_rt`` when
 r_t varies, ``dataset_size`` when the training-set size varies (with FID; ``augmentations`` is
 the fallback figure when no axis varies), ``pareto`` when FID and recall were logged,
-``samples`` when trials logged sample grids, ``hptl_tables`` for segmentation studies, and
+``importance`` (fANOVA) when at least three trials vary an axis or a seed, ``samples`` when
+trials logged sample grids, ``hptl_tables`` for segmentation studies, and
 ``compute`` always. ``interpolation.py`` is not run (it needs torch and a checkpoint: run it
 alone). Writes the scripts' files plus ``index.md`` and ``index.html`` beside them.
 """
@@ -22,7 +23,8 @@ if __package__ in (None, ""):
 
 import pandas as pd  # noqa: E402
 
-from analysis import augmentations, common, compute, dataset_size, hptl_tables, pareto, samples, target_rt  # noqa: E402
+from analysis import (augmentations, common, compute, dataset_size, hptl_tables, importance, pareto,  # noqa: E402
+                      samples, target_rt)
 from analysis.loader import StudyData, load_study  # noqa: E402
 from microtune.errors import MicrotuneError  # noqa: E402
 from microtune.tracking import mlflow_io, schema  # noqa: E402
@@ -44,6 +46,8 @@ def plan(study: StudyData | None) -> list[tuple[str, object]]:
                           lambda out: dataset_size.make(study, out)))
         if not study.metric(schema.RECALL).empty and len(study.trials) > 1:
             steps.append(("FID against recall: Pareto front", lambda out: pareto.make(study, out)))
+        if importance.axes_of(study) and len(study.trials) >= 3:
+            steps.append(("Hyperparameter importance (fANOVA)", lambda out: importance.make(study, out)))
         steps.append(("Generated samples (Fig. 4)", lambda out: samples.make(study, out)))
     return steps
 

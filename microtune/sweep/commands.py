@@ -31,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detector-weights", action="append", default=[], metavar="PATH",
                    help="detector weight file or folder (repeatable)")
     p.add_argument("--force", action="store_true", help="start afresh if the study was launched before")
+    p.add_argument("--optuna-storage", default=None, metavar="URL",
+                   help="Optuna studies: the storage to keep the study in, for optuna-dashboard, e.g. "
+                        "postgresql://user@host/db (default sqlite:///./optuna.db beside the local MLflow store)")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not run analysis/report.py at the end (the parent run then holds no figures)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved trials (or search space) and exit")
     p.set_defaults(handler=_launch)
 
@@ -40,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("study", metavar="NAME|PATH", help="study name (under --storage) or directory")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--storage", default=None, metavar="PATH", help="where studies live (default ./runs/sweeps)")
+    p.add_argument("--no-report", action="store_true", help="do not run analysis/report.py at the end")
     p.set_defaults(handler=_resume)
 
     p = sub.add_parser("status", help="a table of a study's trials",
@@ -69,13 +75,14 @@ def _launch(args: argparse.Namespace) -> int:
                          storage=_absolute(args.storage), max_concurrent=args.max_concurrent,
                          cache_dir=str(Path(cache_dir).absolute()),
                          detector_weights=tuple(str(Path(p).absolute()) for p in args.detector_weights),
-                         force=args.force)
+                         force=args.force, optuna_storage_url=args.optuna_storage, report=not args.no_report)
 
 
 def _resume(args: argparse.Namespace) -> int:
     from microtune.sweep import runner
 
-    return runner.resume(args.study, project_dir=Path.cwd(), address=args.address, storage=_absolute(args.storage))
+    return runner.resume(args.study, project_dir=Path.cwd(), address=args.address, storage=_absolute(args.storage),
+                         report=not args.no_report)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -83,6 +90,9 @@ def _status(args: argparse.Namespace) -> int:
 
     rows = runner.status_rows(args.study, project_dir=Path.cwd(), storage=_absolute(args.storage))
     print(format_status(rows))
+    study_dir = runner.resolve_study(args.study, Path.cwd(), _absolute(args.storage))
+    record = runner.StudyRecord.load(study_dir)
+    print("\n".join(runner.addresses(record, str(record.spec.get("name", args.study)))))
     return 0
 
 

@@ -11,6 +11,13 @@ A launch
    per configuration × seed, Optuna's searcher and/or ASHA where the spec asks, retries from the
    last checkpoint (``failure.max_retries``);
 5. closes every child run with the trial's final state and the parent run with the study's.
+
+The parent run carries the study's answer (microtune/tracking/dashboard.py): the spec (``spec/``),
+a summary table (``study_summary.json``, one row per trial, rewritten whenever a trial ends) and
+the study's best values as metrics; when the study ends, ``analysis/report.py`` runs on the launch
+and its figures, tables and importances are logged there too. The launch prints the MLflow
+address that opens the study (trials grouped, FID against kimg) and, for Optuna studies, where
+the Optuna study is stored for optuna-dashboard.
 """
 
 from __future__ import annotations
@@ -48,6 +55,9 @@ class StudyRecord:
     git_sha: str
     cache_dir: str | None
     detector_weights: list[str]
+    optuna_storage: str | None = None    # Optuna studies: the storage URL and study name there
+    optuna_study: str | None = None
+    files_dir: str | None = None         # the parent run's local files (summary, spec, analysis)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -97,10 +107,11 @@ def _trainable(config: dict[str, Any], context: TrialContext) -> None:
     run_trial(config, context, _TuneSession())
 
 
-def _progress_callback(total: int, spec: StudySpec, tracking_uri: str, spool_dir: Path | None):
+def _progress_callback(total: int, spec: StudySpec, record: StudyRecord, spool_dir: Path | None):
     from ray.tune import Callback
 
     metric, mode = _headline(spec)
+    tracking_uri = record.tracking_uri
 
     class Progress(Callback):
         """Prints trials done and best so far; closes each trial's MLflow run with its final state."""
@@ -108,6 +119,7 @@ def _progress_callback(total: int, spec: StudySpec, tracking_uri: str, spool_dir
         def __init__(self) -> None:
             self.done = 0
             self.best: tuple[float, str] | None = None
+            self.states: dict[str, str] = {}
             self._tracker: Any = None
 
         def __getstate__(self) -> dict[str, Any]:  # Tune pickles callbacks with its state
@@ -132,8 +144,9 @@ def _progress_callback(total: int, spec: StudySpec, tracking_uri: str, spool_dir
                 print(f"[{time.strftime('%H:%M:%S')}] new best {metric} {value:.4g} (trial {trial.trial_id}, {at})",
                       flush=True)
 
-        def _finish(self, trial, status: str) -> None:
+        def _finish(self, trial, status: str, trials) -> None:
             self.done += 1
+            self.states[trial.trial_id] = status
             run_id = (trial.last_result or {}).get(RUN_ID_KEY)
             if run_id:
                 try:
@@ -141,21 +154,75 @@ def _progress_callback(total: int, spec: StudySpec, tracking_uri: str, spool_dir
                     self.tracker.end_run(run_id, "FAILED" if status == "FAILED" else "FINISHED")
                 except Exception as exc:  # tracking must never stop the sweep
                     log.warning("could not close MLflow run %s: %s", run_id, exc)
+            try:  # the parent run's summary table and best values, as of now
+                records = [_trial_record(spec, t.trial_id, t.config, t.last_result,
+                                         self.states.get(t.trial_id) or _tune_state(spec, t.status, t.config,
+                                                                                     t.last_result))
+                           for t in trials]
+                publish_answer(self.tracker, spec, record, records)
+            except Exception as exc:
+                log.warning("could not update the study's summary on MLflow run %s: %s", record.parent_run_id, exc)
             best = f", best {metric} {self.best[0]:.4g}" if self.best else ""
             print(f"[{time.strftime('%H:%M:%S')}] trial {trial.trial_id} {status.lower()}: "
                   f"{self.done}/{total} done{best}", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            # a trial the scheduler stopped (ASHA) completes before its planned length
-            planned = space.trial_overrides(spec, trial.config).get("kimg", spec.train.get("kimg"))
-            reached = (trial.last_result or {}).get(schema.KIMG)
-            stopped = planned is not None and reached is not None and reached < float(planned)
-            self._finish(trial, "STOPPED" if stopped else "FINISHED")
+            self._finish(trial, _tune_state(spec, "TERMINATED", trial.config, trial.last_result), trials)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._finish(trial, "FAILED")
+            self._finish(trial, "FAILED", trials)
 
     return Progress()
+
+
+def _tune_state(spec: StudySpec, status: str, config: dict[str, Any], last: dict[str, Any] | None) -> str:
+    """A trial's state in microtune's words: FINISHED, STOPPED (ended before its planned kimg: ASHA),
+    FAILED, or Tune's own (RUNNING, PENDING, PAUSED)."""
+    if status == "ERROR":
+        return "FAILED"
+    if status != "TERMINATED":
+        return status
+    planned = space.trial_overrides(spec, config).get("kimg", spec.train.get("kimg"))
+    reached = (last or {}).get(schema.KIMG)
+    stopped = planned is not None and reached is not None and reached < float(planned)
+    return "STOPPED" if stopped else "FINISHED"
+
+
+def _study_axes(spec: StudySpec) -> list[str]:
+    """The parameters a study varies (grid axes, arms' keys, or the Optuna space) and ``seed``."""
+    axes = list(spec.grid) if spec.method == "grid" else list(spec.space)
+    for arm in spec.arms:
+        axes += [k for k in arm if k not in axes]
+    return [a for a in axes if a != "seed"] + ["seed"]
+
+
+def _trial_record(spec: StudySpec, trial_id: str, config: dict[str, Any], last: dict[str, Any] | None,
+                  state: str) -> dict[str, Any]:
+    overrides = space.trial_overrides(spec, config or {})
+    name = "-".join(f"{k}={v}" for k, v in overrides.items())
+    return {"trial": trial_id, "name": f"{trial_id} {name}", "axes": overrides, "result": dict(last or {}),
+            "state": state}
+
+
+def publish_answer(tracker: Any, spec: StudySpec, record: StudyRecord, records: list[dict[str, Any]]) -> dict:
+    """Write the study's summary table and best values to its parent run (through the spool);
+    returns :func:`microtune.tracking.dashboard.study_best`'s answer."""
+    from microtune.tracking import dashboard
+
+    frame = dashboard.summary_frame(records, spec.model, _study_axes(spec))
+    files = Path(record.files_dir) if record.files_dir else None
+    if files is not None:
+        tracker.log_table(record.parent_run_id, frame, schema.ARTIFACT_SUMMARY, files)
+    best = dashboard.study_best(frame, spec.model)
+    done = int(frame["state"].isin(("FINISHED", "STOPPED", "FAILED")).sum())
+    metrics = {metric: value for metric, (value, _trial) in best.items()}
+    metrics[schema.TRIALS_DONE] = done
+    metrics[schema.TRIALS_FAILED] = int((frame["state"] == "FAILED").sum())
+    tracker.log_metrics(record.parent_run_id, metrics, step=done)
+    names = dict(zip(frame["trial"], frame["run"]))
+    tracker.set_tags(record.parent_run_id, {f"{metric}_trial": names.get(trial, trial)
+                                            for metric, (_value, trial) in best.items()})
+    return best
 
 
 def _headline(spec: StudySpec) -> tuple[str, str]:
@@ -168,7 +235,7 @@ def _headline(spec: StudySpec) -> tuple[str, str]:
 
 
 def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concurrent: int | None,
-                 callbacks: list[Any]):
+                 callbacks: list[Any], record: StudyRecord):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -185,7 +252,7 @@ def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concu
     if spec.method == "grid":
         param_space = {space.TRIAL_KEY: tune.grid_search([c[space.TRIAL_KEY] for c in space.grid_configs(spec)])}
     else:
-        search_alg, num_samples = _optuna_search(spec)
+        search_alg, num_samples = _optuna_search(spec, record.optuna_storage, record.optuna_study)
     concurrent = max_concurrent if max_concurrent is not None else spec.max_concurrent
     tune_config = tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
                                   max_concurrent_trials=concurrent or None)
@@ -197,7 +264,13 @@ def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concu
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
-def _optuna_search(spec: StudySpec):
+def _optuna_search(spec: StudySpec, storage_url: str | None = None, study_name: str | None = None):
+    """Ray's OptunaSearch with microtune's picklable sampler; with ``storage_url``, the Optuna study
+    (``study_name``) lives in that storage, where optuna-dashboard and ``optuna.load_study`` find it.
+    Ray 2.60's OptunaSearch takes the storage object (``storage=``, an
+    ``optuna.storages.BaseStorage``) and creates the study there with ``load_if_exists=True``; only
+    the driver writes to it (the searcher runs in the driver). RDBStorage pickles by URL, so the
+    searcher's checkpoints (``tuner.pkl``, experiment state) reconnect on ``sweep resume``."""
     from ray.tune.search import Repeater
     from ray.tune.search.optuna import OptunaSearch
 
@@ -207,11 +280,30 @@ def _optuna_search(spec: StudySpec):
     metrics = [o.metric for o in spec.objectives]
     modes = [o.mode for o in spec.objectives]
     single = len(metrics) == 1
+    extra: dict[str, Any] = {}
+    if storage_url:
+        extra = {"storage": optuna_storage(storage_url), "study_name": study_name or spec.name}
     searcher = OptunaSearch(space=space.optuna_distributions(spec), sampler=sampler,
-                            metric=metrics[0] if single else metrics, mode=modes[0] if single else modes)
+                            metric=metrics[0] if single else metrics, mode=modes[0] if single else modes, **extra)
     if single and len(spec.seeds) > 1:
         return Repeater(searcher, repeat=len(spec.seeds), set_index=True), spec.num_samples * len(spec.seeds)
     return searcher, spec.num_samples
+
+
+def default_optuna_storage(project_dir: Path) -> str:
+    """``sqlite:////<project>/optuna.db``: beside the local MLflow store (``mlflow.db``)."""
+    return "sqlite:///" + str((project_dir / "optuna.db").resolve())
+
+
+def optuna_storage(url: str):
+    """An Optuna RDB storage for ``url`` (SQLite waits up to 60 s for a lock instead of failing)."""
+    import optuna
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite:") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as exc:  # bad URL, missing driver, unreachable database
+        raise MicrotuneError(f"cannot open the Optuna storage {url!r}: {str(exc).splitlines()[0]}") from exc
 
 
 # -- Ray and tracking set-up -------------------------------------------------------------------------
@@ -234,7 +326,7 @@ def _tracking(uri: str | None, project_dir: Path) -> str:
     from microtune.tracking.mlflow_io import ensure_local_server
 
     server = ensure_local_server(project_dir)
-    print(f"MLflow UI: {server.uri}", flush=True)
+    print(f"MLflow UI: {server.uri}", flush=True)  # the study's own addresses follow once it exists
     return server.uri
 
 
@@ -253,9 +345,21 @@ def _study_dir(storage: str, name: str) -> Path | None:
 
 def launch(spec: StudySpec, *, project_dir: Path, address: str | None = None, tracking_uri: str | None = None,
            storage: str | None = None, max_concurrent: int | None = None, cache_dir: str | None = None,
-           detector_weights: tuple[str, ...] = (), force: bool = False) -> int:
-    """Run a study to the end; returns 0 when every trial finished, 1 otherwise."""
+           detector_weights: tuple[str, ...] = (), force: bool = False, optuna_storage_url: str | None = None,
+           report: bool = True, report_dir: str | os.PathLike | None = None) -> int:
+    """Run a study to the end; returns 0 when every trial finished, 1 otherwise.
+
+    ``optuna_storage_url``: where an Optuna study (``search.method: optuna``) is stored (default
+    ``sqlite:////<project>/optuna.db``). ``report``: run ``analysis/report.py`` when the study ends
+    and log its files to the parent run (into ``report_dir``, default beside the study).
+    """
     space.check_supported(spec)
+    if optuna_storage_url and spec.method != "optuna":
+        raise MicrotuneError(f"--optuna-storage applies to Optuna studies only; {spec.source} has search.method: {spec.method}.")
+    optuna_url = None
+    if spec.method == "optuna":
+        optuna_url = optuna_storage_url or default_optuna_storage(project_dir)
+        optuna_storage(optuna_url)  # refused now, before anything starts, when it cannot be opened
     storage = storage or str(default_storage(project_dir))
     study_dir = _study_dir(storage, spec.name)
     if study_dir is not None and study_dir.exists():
@@ -269,22 +373,33 @@ def launch(spec: StudySpec, *, project_dir: Path, address: str | None = None, tr
     tracker = Tracker(uri, spool_dir=(study_dir or project_dir / "runs") / "driver-spool")
     experiment_id = tracker.ensure_experiment(spec.name)
     sha = git_sha(project_dir)
+    run_name = f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    optuna_name = run_name if optuna_url else None  # one Optuna study per launch: never mixes in old trials
     parent = tracker.start_study_run(
-        spec.name, name=f"{spec.name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        spec.name, name=run_name,
         tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: sha,
-              schema.MODEL: spec.model, schema.DETECTOR: spec.detector if spec.protocols else "none"},
+              schema.MODEL: spec.model, schema.DETECTOR: spec.detector if spec.protocols else "none",
+              schema.OPTUNA_STORAGE: optuna_url, schema.OPTUNA_STUDY: optuna_name},
         params={"trials": spec.trial_count(), "method": spec.method, "scheduler": spec.scheduler,
                 "dataset": str(spec.dataset), "seeds": ",".join(map(str, spec.seeds))},
     )
+    files = (study_dir / "parent-run") if study_dir is not None else project_dir / "runs" / "parent-runs" / spec.name
     record = StudyRecord(spec=spec.raw, spec_source=spec.source, dataset=str(spec.dataset), tracking_uri=uri,
                          experiment_id=experiment_id, parent_run_id=parent, git_sha=sha, cache_dir=cache_dir,
-                         detector_weights=list(detector_weights))
+                         detector_weights=list(detector_weights), optuna_storage=optuna_url,
+                         optuna_study=optuna_name, files_dir=str(files))
     if study_dir is not None:
         record.save(study_dir)
-    return _run(spec, record, tracker, storage, address, max_concurrent, restore=False)
+    _log_spec(tracker, spec, record)
+    _publish_view(tracker, spec, record)
+    for line in addresses(record, spec.name):
+        print(line, flush=True)
+    return _run(spec, record, tracker, storage, address, max_concurrent, restore=False, report=report,
+                report_dir=report_dir)
 
 
-def resume(name_or_path: str, *, project_dir: Path, address: str | None = None, storage: str | None = None) -> int:
+def resume(name_or_path: str, *, project_dir: Path, address: str | None = None, storage: str | None = None,
+           report: bool = True) -> int:
     """Finish a study whose driver stopped: unfinished and errored trials continue from checkpoints."""
     study_dir = resolve_study(name_or_path, project_dir, storage)
     record = StudyRecord.load(study_dir)
@@ -293,11 +408,62 @@ def resume(name_or_path: str, *, project_dir: Path, address: str | None = None, 
     from microtune.tracking.mlflow_io import Tracker
 
     tracker = Tracker(record.tracking_uri, spool_dir=study_dir / "driver-spool")
-    return _run(spec, record, tracker, str(study_dir.parent), address, None, restore=True)
+    for line in addresses(record, spec.name):
+        print(line, flush=True)
+    return _run(spec, record, tracker, str(study_dir.parent), address, None, restore=True, report=report)
+
+
+def addresses(record: StudyRecord, name: str) -> list[str]:
+    """Where to look at a study: its MLflow view, its parent run (the answer), its Optuna study."""
+    from microtune.tracking import dashboard
+
+    lines = []
+    view = dashboard.study_url(record.tracking_uri, record.experiment_id)
+    if view is None:
+        lines.append(f"MLflow store {record.tracking_uri}: serve it with 'mlflow server --backend-store-uri "
+                     f"{record.tracking_uri}' to open experiment {name!r} in a browser")
+    else:
+        lines.append(f"MLflow study view: {view}")
+        answer = dashboard.run_url(record.tracking_uri, record.experiment_id, record.parent_run_id,
+                                   schema.ARTIFACT_SUMMARY)
+        if answer:
+            lines.append(f"MLflow study answer (summary table; figures under analysis/): {answer}")
+    if record.optuna_storage:
+        lines.append(f"Optuna study {record.optuna_study!r}: optuna-dashboard {record.optuna_storage}")
+    return lines
+
+
+def _publish_view(tracker: Any, spec: StudySpec, record: StudyRecord) -> None:
+    """The experiment's saved view that the study address opens (see microtune/tracking/dashboard.py)."""
+    from microtune.tracking import dashboard
+
+    metrics = space.produced_metrics(spec)
+    _key, tag, value = dashboard.view_tag(record.experiment_id, spec.model, metrics, int(time.time() * 1000))
+    try:
+        tracker.set_experiment_tag(spec.name, tag, value)
+    except MicrotuneError as exc:  # the study runs without its view; the runs page still lists it
+        log.warning("%s", exc)
+
+
+def _log_spec(tracker: Any, spec: StudySpec, record: StudyRecord) -> None:
+    """The spec as written (the YAML file's text) and resolved (JSON) as the parent run's ``spec/``."""
+    import yaml
+
+    folder = Path(record.files_dir) / schema.ARTIFACT_SPEC_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    source = Path(spec.source)
+    text = source.read_text() if source.is_file() else yaml.safe_dump(spec.raw, sort_keys=False)
+    for name, content in ((f"{spec.name}.yaml", text),
+                          ("resolved_spec.json", json.dumps(spec.to_dict(), indent=1, default=str))):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(content)
+        os.replace(tmp, folder / name)
+    tracker.log_artifact(record.parent_run_id, folder, schema.ARTIFACT_SPEC_DIR)
 
 
 def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, address: str | None,
-         max_concurrent: int | None, *, restore: bool) -> int:
+         max_concurrent: int | None, *, restore: bool, report: bool = True,
+         report_dir: str | os.PathLike | None = None) -> int:
     # Tune saves its experiment state at most every 10 s by default; a driver killed in between
     # loses what happened since. Every 2 s costs little with tens of trials.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
@@ -308,7 +474,8 @@ def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, addre
                            detector_weights=tuple(record.detector_weights))
     _init_ray(address)
     spool = Path(storage) / spec.name / "callback-spool" if "://" not in storage else None
-    callbacks = [_progress_callback(spec.trial_count(), spec, record.tracking_uri, spool)]
+    progress = _progress_callback(spec.trial_count(), spec, record, spool)
+    callbacks = [progress]
     print(f"study {spec.name}: {spec.trial_count()} trials, results in {storage}/{spec.name}", flush=True)
     if restore:
         path = f"{storage}/{spec.name}"
@@ -318,17 +485,81 @@ def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, addre
         # callbacks are not part of the restored state: attach ours again
         tuner._local_tuner._run_config.callbacks = callbacks
     else:
-        tuner = _build_tuner(spec, context, storage, max_concurrent, callbacks)
+        tuner = _build_tuner(spec, context, storage, max_concurrent, callbacks, record)
     results = tuner.fit()
     failed = sum(1 for r in results if r.error is not None)
+    best: dict = {}
+    try:  # the final summary, from Tune's results (also trials finished before a resume)
+        records = []
+        for i, r in enumerate(results):
+            last = r.metrics or {}
+            trial_id = str(last.get("trial_id") or (Path(r.path).name if r.path else f"trial-{i}"))
+            state = "FAILED" if r.error is not None else _tune_state(spec, "TERMINATED", r.config or {}, last)
+            records.append(_trial_record(spec, trial_id, r.config or {}, last, state))
+        best = publish_answer(progress.tracker, spec, record, records)
+        progress.tracker.flush()
+    except Exception as exc:  # tracking must never fail the study
+        log.warning("could not write the study's summary to MLflow run %s: %s", record.parent_run_id, exc)
     tracker.set_tags(record.parent_run_id, {"trials_failed": str(failed), "trials": str(len(results))})
-    tracker.end_run(record.parent_run_id, "FAILED" if failed else "FINISHED")
     tracker.flush()
     if "://" not in storage:
         _deliver_leftovers(Path(storage) / spec.name, record.tracking_uri, spec.name)
+    if report:
+        _report(spec, record, tracker, report_dir)
+    tracker.end_run(record.parent_run_id, "FAILED" if failed else "FINISHED")
+    tracker.flush()
     print(f"study {spec.name}: {len(results) - failed}/{len(results)} trials finished; "
           f"MLflow experiment {spec.name!r} at {record.tracking_uri}", flush=True)
+    for metric, (value, trial) in best.items():
+        print(f"  the study's {metric}: {value:.4g} (trial {trial})", flush=True)
+    for line in addresses(record, spec.name):
+        print(line, flush=True)
     return 1 if failed else 0
+
+
+def _report(spec: StudySpec, record: StudyRecord, tracker: Any, report_dir: str | os.PathLike | None) -> Path | None:
+    """Run analysis/report.py on this launch; log its files (and importances) to the parent run."""
+    import subprocess
+    import sys
+
+    import microtune
+
+    script = Path(microtune.__file__).resolve().parents[1] / "analysis" / "report.py"
+    if not script.is_file():
+        print("analysis scripts are not part of this build: the parent run holds no figures", flush=True)
+        return None
+    parent = tracker.resolve(record.parent_run_id)
+    if parent is None:
+        print(f"the parent run is not in MLflow yet; run 'python {script} --launch <its id>' later", flush=True)
+        return None
+    base = Path(record.files_dir) if record.files_dir else Path.cwd() / "runs" / "parent-runs" / spec.name
+    out = Path(report_dir).absolute() if report_dir else base / schema.ARTIFACT_ANALYSIS_DIR
+    if out.exists() and report_dir is None:
+        shutil.rmtree(out)  # figures of an earlier resume of this launch
+    start = time.perf_counter()
+    print(f"analysing the study (analysis/report.py) into {out}", flush=True)
+    result = subprocess.run([sys.executable, str(script), "--tracking-uri", record.tracking_uri,
+                             "--experiment", spec.name, "--out", str(out), "--launch", parent],
+                            capture_output=True, text=True, check=False)
+    for line in result.stderr.splitlines():
+        if line.startswith(("warning:", "error:")):
+            print(f"  analysis {line}", flush=True)
+    if result.returncode != 0 or not out.is_dir():
+        print("analysis failed; the parent run holds no figures", flush=True)
+        return None
+    tracker.log_artifact(record.parent_run_id, out, schema.ARTIFACT_ANALYSIS_DIR)
+    table = out / "importance.csv"
+    if table.is_file():
+        import pandas as pd
+
+        frame = pd.read_csv(table)
+        metrics = {f"{schema.IMPORTANCE_PREFIX}.{col[len('importance '):]}.{row['parameter']}": float(row[col])
+                   for _, row in frame.iterrows() for col in frame.columns
+                   if col.startswith("importance ") and pd.notna(row[col])}
+        tracker.log_metrics(record.parent_run_id, metrics, step=0)
+    tracker.flush()
+    print(f"analysis logged to the parent run ({time.perf_counter() - start:.0f} s)", flush=True)
+    return out
 
 
 def _deliver_leftovers(study_dir: Path, tracking_uri: str, name: str) -> None:

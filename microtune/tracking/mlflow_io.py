@@ -7,6 +7,8 @@ worker processes with no shared active-run state. Every write goes first to an f
 server only delays delivery: :meth:`Tracker.flush` or :func:`sync_spools` replays what is pending.
 Run ids handed out while the server was unreachable are ``"local-<key>"``; every method accepts
 them, and they resolve to the MLflow run id (tag ``microtune.run_key``) once delivered.
+:meth:`Tracker.log_table` writes MLflow table artifacts (replacing, through the spool);
+:meth:`Tracker.set_experiment_tag` (not spooled) writes the study's saved UI view.
 
 Read side (for analysis/): :func:`load_runs`, :func:`load_histories`, :func:`list_artifacts`,
 :func:`download_artifact`. Server management is re-exported from :mod:`.server`.
@@ -14,6 +16,7 @@ Read side (for analysis/): :func:`load_runs`, :func:`load_histories`, :func:`lis
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -190,6 +193,37 @@ class Tracker:
         self.spool.append("log_artifact", run=self._ref(run_id), path=str(Path(path).resolve()),
                           artifact_path=artifact_path)
         self._deliver()
+
+    def log_table(self, run_id: str, frame, artifact_file: str, local_dir: str | os.PathLike) -> Path:
+        """Log ``frame`` as an MLflow table artifact ``artifact_file`` (a ``.json``), replacing it.
+
+        The file is what ``MlflowClient.log_table`` writes (pandas ``to_json(orient="split")``, the
+        run tag ``mlflow.loggedArtifacts`` naming it a table), so the UI shows it as a table and
+        ``MlflowClient.load_table`` reads it; unlike ``log_table`` a second call replaces the rows
+        instead of appending, and the upload goes through the spool. The file is written
+        atomically under ``local_dir`` and kept there (the spool uploads it from there).
+        """
+        if not artifact_file.endswith(".json"):
+            raise MicrotuneError(f"an MLflow table artifact must end in .json, got {artifact_file!r}.")
+        path = Path(local_dir) / artifact_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        frame.to_json(tmp, orient="split", index=False, date_format="iso")
+        os.replace(tmp, path)
+        parent = os.path.dirname(artifact_file) or None
+        self.log_artifact(run_id, path, parent)
+        self.set_tags(run_id, {schema.LOGGED_ARTIFACTS: json.dumps([{"path": artifact_file, "type": "table"}])})
+        return path
+
+    def set_experiment_tag(self, experiment: str, key: str, value: str) -> None:
+        """Set a tag on an experiment now (not spooled: needs the server to answer)."""
+        try:
+            self.client.set_experiment_tag(self._experiment_id(experiment), key, value)
+        except MicrotuneError:
+            raise
+        except Exception as exc:
+            raise MicrotuneError(f"cannot set tag {key!r} of MLflow experiment {experiment!r} at "
+                                 f"{self.tracking_uri}: {str(exc).splitlines()[0]}") from exc
 
     def find_run(self, experiment: str, tags: Mapping[str, str]) -> tuple[str, int] | None:
         """A delivered run of ``experiment`` carrying all ``tags``, newest first, with the highest
