@@ -1,4 +1,4 @@
-"""GAN training options (one frozen dataclass) and the named ``cfg`` presets.
+"""GAN training options (one typed, frozen model) and the named ``cfg`` presets.
 
 References
 ----------
@@ -6,87 +6,112 @@ References
        ``paper512``, ``stylegan2`` = StyleGAN2 config F, and the ``auto`` heuristics).
 [SG2]  Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN".
 [DC]   Mishra & Pathak 2021, DCGAN for Al-Si micrographs (Adam beta1 0.5, lr 2e-4..5e-4).
+[SEM]  The StyleGAN2-ADA SEM study (/work/shared/papers/stylegan2-ada-sem-study.txt): r_t in 0.3..0.9.
 
 Resolution order: preset (by ``cfg``, some entries depend on the resolution) -> model defaults
-(``dcgan`` replaces the StyleGAN2 optimiser and regularisers) -> explicit overrides.
-Importing this module does not import torch.
+(``dcgan`` replaces the StyleGAN2 optimiser and regularisers) -> a study's fixed options -> explicit
+overrides. Every value is checked by :class:`TrainOptions` (types and one range rule per field);
+messages name the option through a ``label`` function: the CLI flag (``--gamma``) by default, the YAML
+path (``train.gamma``) when a study spec is validated. Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from typing import Annotated, Callable, Literal, get_args, get_origin
+
+from pydantic import ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
 
 from microtune.errors import MicrotuneError
 
-CFG_NAMES = ("paper256", "paper512", "stylegan2", "auto", "tiny", "demo")
-MODEL_NAMES = ("stylegan2", "dcgan")
-AUGPIPE_NAMES = ("none", "blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc")
+Cfg = Literal["paper256", "paper512", "stylegan2", "auto", "tiny", "demo"]
+Model = Literal["stylegan2", "dcgan"]
+Augpipe = Literal["none", "blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
+CFG_NAMES = get_args(Cfg)
+MODEL_NAMES = get_args(Model)
+AUGPIPE_NAMES = get_args(Augpipe)
+
+# One range rule per option (the only place it is written). The ADA target: r_t = E[sign(D(x_real))]
+# ([ADA] Eq. 1, [SEM] Eq. 4) and p moves by sign(r_t - target) ([ADA] Sec. 3), so every target in
+# [0, 1] is well defined: at 0, p rises whenever D leans "real" (our loop tests use it to exercise the
+# controller quickly); at 1, p can never rise. The study scans 0.3..0.9 ([SEM] Fig. 2); [ADA] uses 0.6.
+Positive = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+AdamBeta = Annotated[float, Field(ge=0, lt=1)]
+Target = Annotated[float, Field(ge=0, le=1)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
 class TrainOptions:
-    """Every knob of one GAN training run. Units: kimg = thousands of real images shown to D."""
+    """Every knob of one GAN training run. Units: kimg = thousands of real images shown to D.
 
-    model: str = "stylegan2"            # "stylegan2" or "dcgan"
-    cfg: str = "auto"                   # preset the values below came from
-    resolution: int = 0                 # image side in pixels (power of two); 0 = from the dataset
-    img_channels: int = 1               # 1 (grayscale) or 3
+    A typed model (pydantic, strict: no string-to-number coercion): constructing it checks every
+    field's type and range; :func:`make_options` adds the rules that involve two fields.
+    """
+
+    model: Model = "stylegan2"          # "stylegan2" or "dcgan"
+    cfg: Cfg = "auto"                   # preset the values below came from
+    resolution: Annotated[int, Field(ge=0)] = 0  # image side in pixels (power of two); 0 = from the dataset
+    img_channels: Literal[1, 3] = 1     # 1 (grayscale) or 3
     # Architecture (StyleGAN2; DCGAN uses z_dim, dcgan_ngf, dcgan_ndf).
-    z_dim: int = 512                    # latent z width
-    w_dim: int = 512                    # intermediate latent w width
-    mapping_layers: int = 2             # mapping-network depth (8 in [SG2], 2 in [ADA] auto)
-    channel_base: int = 16384           # feature maps at resolution r = min(channel_base / r, channel_max)
-    channel_max: int = 512              # cap on feature maps
-    mbstd_group: int = 4                # minibatch-stddev group size
+    z_dim: PositiveInt = 512            # latent z width
+    w_dim: PositiveInt = 512            # intermediate latent w width
+    mapping_layers: PositiveInt = 2     # mapping-network depth (8 in [SG2], 2 in [ADA] auto)
+    channel_base: PositiveInt = 16384   # feature maps at resolution r = min(channel_base / r, channel_max)
+    channel_max: PositiveInt = 512      # cap on feature maps
+    mbstd_group: PositiveInt = 4        # minibatch-stddev group size
     fused_modconv: bool = False         # grouped-conv modulation (same map; speed differs by device)
-    dcgan_ngf: int = 64                 # DCGAN generator width at the last layer [DC]
-    dcgan_ndf: int = 64                 # DCGAN discriminator width at the first layer [DC]
+    dcgan_ngf: PositiveInt = 64         # DCGAN generator width at the last layer [DC]
+    dcgan_ndf: PositiveInt = 64         # DCGAN discriminator width at the first layer [DC]
     # Optimisation.
-    batch: int = 16                     # minibatch size (images per step)
-    lr_g: float = 0.0025                # generator Adam learning rate
-    lr_d: float = 0.0025                # discriminator Adam learning rate
-    beta1: float = 0.0                  # Adam beta1 ([SG2]: 0)
-    beta2: float = 0.99                 # Adam beta2 ([SG2]: 0.99)
-    gamma: float = 1.0                  # R1 weight ([SG2] App. B; Mescheder et al. 2018)
-    r1_interval: int = 16               # lazy R1 every this many D steps ([SG2] Sec. 3.1)
-    pl_weight: float = 2.0              # path-length regularisation weight ([SG2] Sec. 3.2)
-    pl_interval: int = 4                # lazy path length every this many G steps ([SG2] Sec. 3.1)
-    style_mixing: float = 0.9           # fraction of images made from two latents (StyleGAN Sec. 3.1)
-    ema_kimg: float = 10.0              # G_ema half-life in kimg (0 = no averaging)
-    ema_rampup: float | None = 0.05     # half-life <= rampup * images seen so far (None = off)
+    batch: PositiveInt = 16             # minibatch size (images per step)
+    lr_g: Positive = 0.0025             # generator Adam learning rate
+    lr_d: Positive = 0.0025             # discriminator Adam learning rate
+    beta1: AdamBeta = 0.0               # Adam beta1 ([SG2]: 0)
+    beta2: AdamBeta = 0.99              # Adam beta2 ([SG2]: 0.99)
+    gamma: NonNegative = 1.0            # R1 weight ([SG2] App. B; Mescheder et al. 2018)
+    r1_interval: PositiveInt = 16       # lazy R1 every this many D steps ([SG2] Sec. 3.1)
+    pl_weight: NonNegative = 2.0        # path-length regularisation weight ([SG2] Sec. 3.2)
+    pl_interval: PositiveInt = 4        # lazy path length every this many G steps ([SG2] Sec. 3.1)
+    style_mixing: Probability = 0.9     # fraction of images made from two latents (StyleGAN Sec. 3.1)
+    ema_kimg: NonNegative = 10.0        # G_ema half-life in kimg (0 = no averaging)
+    ema_rampup: Positive | None = 0.05  # half-life <= rampup * images seen so far (None = off)
     # Adaptive discriminator augmentation [ADA].
-    augpipe: str = "bg"                 # augmentation preset (see augment.AUGPIPE_PRESETS)
-    ada_target: float | None = 0.6      # target r_t for adaptive p; None = fixed p
-    p: float = 0.0                      # initial (adaptive) or fixed (ada_target None) probability
-    ada_kimg: float = 500.0             # p can go from 0 to 1 in this many kimg [ADA] Sec. 3
-    ada_interval: int = 4               # adjust p every this many minibatches [ADA] Sec. 3
+    augpipe: Augpipe = "bg"             # augmentation preset (see augment.AUGPIPE_PRESETS)
+    ada_target: Target | None = 0.6     # target r_t for adaptive p; None = fixed p
+    p: Probability = 0.0                # initial (adaptive) or fixed (ada_target None) probability
+    ada_kimg: Positive = 500.0          # p can go from 0 to 1 in this many kimg [ADA] Sec. 3
+    ada_interval: PositiveInt = 4       # adjust p every this many minibatches [ADA] Sec. 3
     lumaflip: bool | None = None        # None: off on 1 channel (SEM study), on for RGB
     # Schedule.
-    kimg: float = 25000.0               # training length
-    tick_kimg: float = 4.0              # progress report interval
-    eval_every_kimg: float = 50.0       # evaluation-callback interval
-    snapshot_every_kimg: float = 50.0   # sample grid + checkpoint interval
-    subset: int | None = None           # train on a nested subset of this many images
-    seed: int = 0                       # global seed (subset choice, init, sampling)
-    device: str = "auto"                # "auto", "cpu" or "cuda"
+    kimg: Positive = 25000.0            # training length
+    tick_kimg: Positive = 4.0           # progress report interval
+    eval_every_kimg: Positive = 50.0    # evaluation-callback interval
+    snapshot_every_kimg: Positive = 50.0  # sample grid + checkpoint interval
+    subset: PositiveInt | None = None   # train on a nested subset of this many images
+    seed: Annotated[int, Field(ge=0)] = 0  # global seed (subset choice, init, sampling)
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto", "cpu" or "cuda"
     compile: bool = False               # torch.compile the unregularised passes
-    precision: str = "fp32"             # "fp32" or "bf16" (autocast of the unregularised passes)
-    num_threads: int = 0                # CPU threads for torch (0 = leave torch's default)
+    precision: Literal["fp32", "bf16"] = "fp32"  # autocast of the unregularised passes
+    num_threads: Annotated[int, Field(ge=0)] = 0  # CPU threads for torch (0 = leave torch's default)
 
     def to_dict(self) -> dict:
         """Flat dict of JSON-safe values (also what checkpoints store)."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainOptions":
-        """Inverse of :meth:`to_dict`; unknown keys are refused."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise MicrotuneError(f"unknown training option(s) {', '.join(unknown)}.")
-        return cls(**values)
+    def from_dict(cls, values: dict, label: Callable[[str], str] | None = None) -> "TrainOptions":
+        """Inverse of :meth:`to_dict`; unknown keys and bad values raise :class:`OptionsError`."""
+        # numpy scalars (e.g. from a sampler) count as the Python numbers they hold; strings never do
+        values = {k: v.item() if type(v).__module__ == "numpy" and hasattr(v, "item") else v for k, v in values.items()}
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise OptionsError.from_validation(exc, label or option_label) from None
 
 
 def _tiny(res: int) -> dict:
@@ -144,22 +169,132 @@ MODEL_DEFAULTS = {
 }
 
 
-def make_options(*, cfg: str = "auto", model: str = "stylegan2", resolution: int, **overrides) -> TrainOptions:
-    """Resolve ``cfg`` and ``model`` presets at ``resolution`` (pixels), then apply ``overrides``.
+# The ``microtune train`` flag of each option; options without a flag come from --cfg / --model.
+CLI_FLAGS = {
+    "cfg": "--cfg", "model": "--model", "augpipe": "--augpipe", "ada_target": "--target", "p": "--p",
+    "lumaflip": "--lumaflip", "kimg": "--kimg", "tick_kimg": "--tick-kimg", "eval_every_kimg": "--eval-every-kimg",
+    "snapshot_every_kimg": "--snapshot-every-kimg", "batch": "--batch", "gamma": "--gamma", "subset": "--subset",
+    "seed": "--seed", "device": "--device", "num_threads": "--threads", "compile": "--compile",
+    "precision": "--precision",
+}
 
-    Pass in ``overrides`` only the options the user actually set (None is a real value for
-    ``ada_target``, ``lumaflip`` and ``subset``).
+
+def option_label(name: str) -> str:
+    """How ``microtune train`` names an option in messages: its flag, else the option name."""
+    if name in CLI_FLAGS:
+        return CLI_FLAGS[name]
+    return f"option {name} (from --cfg/--model)" if name in TrainOptions.__pydantic_fields__ else name
+
+
+class OptionsError(MicrotuneError):
+    """A training option is invalid. ``field`` is the option, ``problem`` the rest of the sentence."""
+
+    def __init__(self, field: str, problem: str, label: Callable[[str], str] = option_label) -> None:
+        self.field, self.problem = field, problem.rstrip(".")
+        super().__init__(f"{label(field)}: {self.problem}.")
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, label: Callable[[str], str]) -> "OptionsError":
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "options"
+        return cls(field, _problem(error, field), label)
+
+
+def _constraints(name: str) -> list:
+    """The annotated-types constraints of option ``name`` (also inside ``X | None``)."""
+    field = TrainOptions.__pydantic_fields__[name]
+    found, todo = list(field.metadata), [field.annotation]
+    while todo:
+        kind = todo.pop()
+        if get_origin(kind) is Annotated:
+            for item in kind.__metadata__:
+                found.extend(getattr(item, "metadata", [item]))
+        todo.extend(a for a in get_args(kind) if not isinstance(a, (str, int, float)))
+    return found
+
+
+def _range(name: str) -> str:
+    """The range rule of option ``name`` in words, read from its annotation: "in (0, 1)", "> 0", ..."""
+    low = high = None
+    for item in _constraints(name):  # annotated-types Gt/Ge/Lt/Le objects (pydantic's Field(gt=...))
+        for attr, bracket in (("gt", "("), ("ge", "[")):
+            if getattr(item, attr, None) is not None:
+                low = (bracket, getattr(item, attr))
+        for attr, bracket in (("lt", ")"), ("le", "]")):
+            if getattr(item, attr, None) is not None:
+                high = (bracket, getattr(item, attr))
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"{'>' if low[0] == '(' else '>='} {low[1]}"
+    return f"{'<' if high[0] == ')' else '<='} {high[1]}"
+
+
+def _problem(error: dict, field: str) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return "is not a training option"
+    if kind.startswith("float"):
+        return f"must be a number, got {value!r}"
+    if kind.startswith("int"):
+        return f"must be a whole number, got {value!r}"
+    if kind.startswith("bool"):
+        return f"must be true or false, got {value!r}"
+    if kind == "literal_error":
+        choices = get_args(TrainOptions.__pydantic_fields__[field].annotation)
+        return f"must be one of {', '.join(map(str, choices))}, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"must be {_range(field)}, got {value!r}"
+    return f"{error['msg']}, got {value!r}"
+
+
+def check_value(name: str, value, label: Callable[[str], str] = option_label) -> None:
+    """Refuse one option value on its own (type and range), e.g. one value of a sweep axis."""
+    if name in ("model", "resolution"):
+        return
+    TrainOptions.from_dict({name: value}, label)
+
+
+def make_options(*, cfg: str = "auto", model: str = "stylegan2", resolution: int, study: dict | None = None,
+                 crossed: frozenset[str] | set[str] = frozenset(), label: Callable[[str], str] = option_label,
+                 **overrides) -> TrainOptions:
+    """Resolve ``cfg`` and ``model`` presets at ``resolution`` (pixels), then ``study``, then ``overrides``.
+
+    Pass only the options the user actually set (None is a real value for ``ada_target``, ``lumaflip``
+    and ``subset``): ``study`` holds a sweep's fixed ``train`` options, ``overrides`` the trial's own (or
+    the CLI flags). ``crossed``: override keys that come from separate grid axes. ``label`` names an
+    option in messages (CLI flag or YAML path).
+
+    ADA target without augmentation: an ``ada_target`` given where ``augpipe`` is ``none`` (same place,
+    or the target more specific than the ``none``, e.g. ``--target`` with ``--model dcgan``) is refused;
+    when ``none`` is the more specific choice (a grid axis or arm crossed with ``train.ada_target``, or
+    the ``ada_target`` and ``augpipe`` axes of a grid), the trial has no augmentation and its resolved
+    ``ada_target`` is None (logged as such).
     """
     if cfg not in PRESETS:
-        raise MicrotuneError(f"--cfg must be one of {', '.join(CFG_NAMES)}, got {cfg!r}.")
+        raise OptionsError("cfg", f"must be one of {', '.join(CFG_NAMES)}, got {cfg!r}", label)
     if model not in MODEL_DEFAULTS:
-        raise MicrotuneError(f"--model must be one of {', '.join(MODEL_NAMES)}, got {model!r}.")
+        raise OptionsError("model", f"must be one of {', '.join(MODEL_NAMES)}, got {model!r}", label)
     check_resolution(resolution, model)
+    study = dict(study or {})
     values = dict(PRESETS[cfg](resolution))
     values.update(MODEL_DEFAULTS[model])
+    values.update(study)
     values.update(overrides)
-    options = TrainOptions.from_dict(dict(values, cfg=cfg, model=model, resolution=resolution))
-    validate_options(options)
+
+    def level(key: str) -> int:
+        return 2 if key in overrides else 1 if key in study else 0
+
+    default = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
+    if values.get("augpipe", default["augpipe"]) == "none" and values.get("ada_target", default["ada_target"]) is not None:
+        t, a = level("ada_target"), level("augpipe")
+        together = {"ada_target", "augpipe"} <= set(crossed) and t == a == 2
+        if t > a or (t == a and t > 0 and not together):
+            raise OptionsError("ada_target", f"{values.get('ada_target')} is given but augpipe is none, so there is no "
+                               "augmentation probability to adapt; remove the target or choose an augpipe", label)
+        values["ada_target"] = None
+    options = TrainOptions.from_dict(dict(values, cfg=cfg, model=model, resolution=resolution), label)
+    validate_options(options, label)
     return options
 
 
@@ -172,26 +307,7 @@ def check_resolution(resolution: int, model: str = "stylegan2") -> None:
         )
 
 
-def validate_options(o: TrainOptions) -> None:
-    """Raise MicrotuneError naming the first bad option."""
-    if o.augpipe not in AUGPIPE_NAMES:
-        raise MicrotuneError(f"--augpipe must be one of {', '.join(AUGPIPE_NAMES)}, got {o.augpipe!r}.")
-    if o.ada_target is not None and not 0.0 <= o.ada_target <= 1.0:
-        raise MicrotuneError(f"--target must be in [0, 1], got {o.ada_target}.")
-    if not 0.0 <= o.p <= 1.0:
-        raise MicrotuneError(f"--p must be in [0, 1], got {o.p}.")
-    if o.batch < 1 or (o.model == "stylegan2" and o.batch % min(o.mbstd_group, o.batch)):
-        raise MicrotuneError(f"--batch {o.batch} must be positive and divisible by the minibatch-stddev group {o.mbstd_group}.")
-    if o.kimg <= 0:
-        raise MicrotuneError(f"--kimg must be positive, got {o.kimg}.")
-    for name in ("tick_kimg", "eval_every_kimg", "snapshot_every_kimg"):
-        if getattr(o, name) <= 0:
-            raise MicrotuneError(f"--{name.replace('_', '-')} must be positive, got {getattr(o, name)}.")
-    if o.subset is not None and o.subset < 1:
-        raise MicrotuneError(f"--subset must be a positive number of images, got {o.subset}.")
-    if o.precision not in ("fp32", "bf16"):
-        raise MicrotuneError(f"--precision must be fp32 or bf16, got {o.precision!r}.")
-    if o.device not in ("auto", "cpu", "cuda"):
-        raise MicrotuneError(f"--device must be auto, cpu or cuda, got {o.device!r}.")
-    if o.img_channels not in (1, 3):
-        raise MicrotuneError(f"images must have 1 or 3 channels, got {o.img_channels}.")
+def validate_options(o: TrainOptions, label: Callable[[str], str] = option_label) -> None:
+    """The rules that involve two options (each option's own type and range are checked by the model)."""
+    if o.model == "stylegan2" and o.batch % min(o.mbstd_group, o.batch):
+        raise OptionsError("batch", f"{o.batch} must be divisible by the minibatch-stddev group {o.mbstd_group}", label)

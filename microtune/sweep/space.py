@@ -13,7 +13,7 @@ Seeds: ``tune.grid_search`` cannot be combined with OptunaSearch (DESIGN.md), so
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from microtune.sweep.spec import Distribution, SpecError, StudySpec
 from microtune.tracking import schema
@@ -72,6 +72,33 @@ def eval_every_kimg(spec: StudySpec) -> float:
     if spec.eval_every_kimg is not None:
         return float(spec.eval_every_kimg)
     return float(spec.train.get("eval_every_kimg", 1.0))
+
+
+def resolve_options(spec: StudySpec, overrides: dict[str, Any], resolution: int,
+                    label: Callable[[str], str] | None = None, arm: bool = False):
+    """The one merge of a GAN study's fixed ``train`` options and one trial's ``overrides`` (axes,
+    arm values, ``seed``) into :class:`~microtune.gan.config.TrainOptions` at ``resolution``.
+
+    Spec validation builds every grid trial through this function and so does the trial itself.
+    Evaluations and snapshots coincide (every report to Tune carries a checkpoint of that moment).
+    ``label`` names an option in messages (default: ``train.KEY``, or ``search.params.KEY`` when the
+    trial's overrides set it). ``arm``: the overrides are one of the spec's ``arms`` (written together),
+    not a cross product of separate grid axes (see ``make_options`` on ADA targets without augmentation).
+    """
+    from microtune.gan.config import make_options
+
+    every = eval_every_kimg(spec)
+    study = {k: v for k, v in spec.train.items() if k != "cfg"}
+    trial = {k: v for k, v in overrides.items() if k != "cfg"}
+    trial.update(eval_every_kimg=every, snapshot_every_kimg=every)
+    if "tick_kimg" not in trial and "tick_kimg" not in study:
+        trial["tick_kimg"] = every
+    if label is None:
+        def label(key: str) -> str:
+            return f"search.params.{key}" if key in overrides else f"train.{key}"
+    cfg = overrides.get("cfg", spec.train.get("cfg", "auto"))
+    return make_options(cfg=cfg, model=spec.model, resolution=resolution, study=study,
+                        crossed=frozenset() if arm else frozenset(spec.grid), label=label, **trial)
 
 
 def grid_configs(spec: StudySpec) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Importing this module imports neither torch nor ray. Everything a spec says is checked here,
 before any work starts; every problem is one sentence naming the file and the field, e.g.
-``sweeps/x.yaml: search.params.ada_target[2]: 1.2 is outside (0, 1).``
+``sweeps/x.yaml: search.params.ada_target[2]: must be in [0, 1], got 1.2.`` Training options
+(``train``, axes, arms) are checked by the trainer's own typed model, :class:`microtune.gan.config.TrainOptions`.
 
 Grammar (every key optional unless marked)::
 
@@ -352,7 +353,7 @@ def _check_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> None:
     for key, value in spec.train.items():
         _check_axis_value(v, f"train.{key}", key, value, count, gan_config)
     if resolution is not None:
-        _check_resolved_options(v, spec, resolution, gan_config)
+        _check_resolved_options(v, spec, resolution, gan_config)  # also the rules involving two options
 
 
 def _check_keys(v: _Validator, spec: StudySpec, known: set[str], what: str) -> None:
@@ -452,33 +453,39 @@ def _check_seg_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> No
 
 
 def _check_axis_value(v: _Validator, where: str, key: str, value: Any, count: int | None, gan_config: Any) -> None:
-    if key == "ada_target" and value is not None:
-        number = v.number(value, where)
-        if not 0 < number < 1:
-            v.fail(where, f"{value} is outside (0, 1)")
-    elif key == "augpipe" and value not in gan_config.AUGPIPE_NAMES:
-        v.fail(where, f"{value!r} is not an augpipe ({', '.join(gan_config.AUGPIPE_NAMES)})")
-    elif key == "cfg" and value not in gan_config.CFG_NAMES:
-        v.fail(where, f"{value!r} is not a cfg preset ({', '.join(gan_config.CFG_NAMES)})")
-    elif key == "subset" and value is not None:
-        size = v.integer(value, where, low=1)
-        if count is not None and size > count:
-            v.fail(where, f"a subset of {size} images is larger than the dataset's {count} images")
-    elif key in ("kimg", "p") and value is not None:
-        v.number(value, where, low=0, low_open=(key == "kimg"))
+    """One value on its own, through the same typed model as the trainer (type and range rule)."""
+    try:
+        gan_config.check_value(key, value)
+    except gan_config.OptionsError as exc:
+        v.fail(where, exc.problem)
+    if key == "subset" and value is not None and count is not None and value > count:
+        v.fail(where, f"a subset of {value} images is larger than the dataset's {count} images")
 
 
 def _check_resolved_options(v: _Validator, spec: StudySpec, resolution: int, gan_config: Any) -> None:
-    """Build every grid trial's options (cheap, no torch) so a bad combination is refused now."""
-    fixed = {k: val for k, val in spec.train.items() if k != "cfg"}
-    trials = spec.grid_trials() if spec.method == "grid" else [{"seed": s} for s in spec.seeds]
-    for k, overrides in enumerate(trials):
-        options = {**fixed, **{key: val for key, val in overrides.items() if key != "cfg"}}
+    """Build every configuration's options (cheap, no torch) through the function the trials use,
+    so that a bad combination is refused now; messages name the YAML path of the value."""
+    from microtune.sweep.space import resolve_options
+
+    seed = {"seed": spec.seeds[0]}
+    if spec.method == "grid":
+        configs = spec.grid_configurations()
+        first_arm = len(configs) - len(spec.arms)
+        cases = [(c, i >= first_arm, f"search.arms[{i - first_arm}]" if i >= first_arm else "search.params")
+                 for i, c in enumerate(configs)]
+    else:
+        cases = [({}, False, "search.params")]
+    for config, arm, where in cases:
+        def label(key: str, config=config, where=where) -> str:
+            return f"{where}.{key}" if key in config else f"train.{key}"
+
         try:
-            gan_config.make_options(cfg=overrides.get("cfg", spec.train.get("cfg", "auto")), model=spec.model,
-                                    resolution=resolution, **options)
-        except (MicrotuneError, TypeError) as exc:
-            v.fail("train" if spec.method == "optuna" else "search.params", f"trial {k} ({overrides}) is invalid: {exc}")
+            resolve_options(spec, {**config, **seed}, resolution, label=label, arm=arm)
+        except gan_config.OptionsError as exc:
+            combination = f" (in the configuration {config})" if exc.field in config and not arm else ""
+            v.fail(label(exc.field), exc.problem + combination)
+        except MicrotuneError as exc:
+            v.fail("dataset", str(exc))
 
 
 def _dataset_facts(v: _Validator, path: Path, check: bool) -> tuple[int | None, int | None]:

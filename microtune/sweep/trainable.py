@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from microtune.sweep.space import eval_every_kimg, trial_overrides
+from microtune.sweep import space
+from microtune.sweep.space import trial_overrides
 from microtune.sweep.spec import StudySpec
 from microtune.tracking import schema
 
@@ -79,16 +80,9 @@ class TrialState:
 
 
 def resolve_options(spec: StudySpec, overrides: dict[str, Any], resolution: int):
-    """The trial's :class:`~microtune.gan.config.TrainOptions`."""
-    from microtune.gan.config import make_options
-
-    every = eval_every_kimg(spec)
-    values = {k: v for k, v in spec.train.items() if k != "cfg"}
-    values.update({k: v for k, v in overrides.items() if k != "cfg"})
-    values.update(eval_every_kimg=every, snapshot_every_kimg=every)
-    values.setdefault("tick_kimg", min(every, float(spec.train.get("tick_kimg", every))))
-    cfg = overrides.get("cfg", spec.train.get("cfg", "auto"))
-    return make_options(cfg=cfg, model=spec.model, resolution=resolution, **values)
+    """The trial's :class:`~microtune.gan.config.TrainOptions` (see :func:`microtune.sweep.space.resolve_options`,
+    the one merge of ``train`` and the trial's overrides, also used to validate the spec)."""
+    return space.resolve_options(spec, overrides, resolution)
 
 
 def update_best(best: dict[str, float], metrics: dict[str, float]) -> bool:
@@ -167,7 +161,7 @@ def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[s
         tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
               schema.TRIAL_ID: trial_id, schema.MODEL: spec.model, schema.DEVICE: device_name(device),
               schema.DETECTOR: spec.detector if spec.protocols else "none"},
-        params={**options.to_dict(), **overrides, "dataset": str(spec.dataset),
+        params={**options.to_dict(), "dataset": str(spec.dataset),  # resolved values only (the axes are fields)
                 schema.PARAM_DATASET_SIZE: dataset_size},
     )
     work.mkdir(parents=True, exist_ok=True)

@@ -55,5 +55,58 @@ def test_overrides_round_trip_and_validation():
         kwargs = dict(cfg="tiny", resolution=32) | bad
         with pytest.raises(MicrotuneError, match=match):
             make_options(**kwargs)
-    with pytest.raises(MicrotuneError, match="unknown"):
+    with pytest.raises(MicrotuneError, match="nonsense: is not a training option"):
         TrainOptions.from_dict({"nonsense": 1})
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [  # the issue-13 holes (strings and lists where numbers belong) and one range rule per field
+        (dict(gamma="x"), "--gamma: must be a number, got 'x'."),
+        (dict(lr_g="fast"), "option lr_g (from --cfg/--model): must be a number, got 'fast'."),
+        (dict(ema_kimg=[1, 2]), "option ema_kimg (from --cfg/--model): must be a number, got [1, 2]."),
+        (dict(batch=16.0), "--batch: must be a whole number, got 16.0."),
+        (dict(ada_target=1.01), "--target: must be in [0, 1], got 1.01."),  # r_t target: one rule, [0, 1]
+        (dict(ada_target=-0.1), "--target: must be in [0, 1], got -0.1."),
+        (dict(p=1.5), "--p: must be in [0, 1], got 1.5."),
+        (dict(beta2=1.0), "option beta2 (from --cfg/--model): must be in [0, 1), got 1.0."),
+        (dict(subset=0), "--subset: must be >= 1, got 0."),
+        (dict(lumaflip="on"), "--lumaflip: must be true or false, got 'on'."),
+        (dict(augpipe="none", ada_target=0.5), "--target: 0.5 is given but augpipe is none"),
+        (dict(model="dcgan", ada_target=0.5), "--target: 0.5 is given but augpipe is none"),  # dcgan: no ADA
+    ],
+)
+def test_one_typed_model_names_the_flag(bad, message):
+    with pytest.raises(MicrotuneError) as info:
+        make_options(**(dict(cfg="tiny", resolution=32) | bad))
+    assert str(info.value).startswith(message)
+
+
+def test_labels_name_the_yaml_path_and_ada_target_layers():
+    with pytest.raises(MicrotuneError, match=r"^train\.gamma: must be >= 0, got -1\.$"):
+        make_options(cfg="tiny", resolution=32, study={"gamma": -1}, label=lambda f: f"train.{f}")
+    # augpipe none chosen more specifically than a study-wide target: no augmentation, no target
+    assert make_options(cfg="tiny", resolution=32, study={"ada_target": 0.5}, augpipe="none").ada_target is None
+    assert make_options(cfg="tiny", resolution=32, augpipe="none").ada_target is None
+    # the two grid axes crossed: allowed (the trial has no augmentation); given together: refused
+    crossed = make_options(cfg="tiny", resolution=32, crossed={"augpipe", "ada_target"}, augpipe="none", ada_target=0.9)
+    assert crossed.ada_target is None
+    with pytest.raises(MicrotuneError, match="augpipe is none"):
+        make_options(cfg="tiny", resolution=32, study={"augpipe": "none", "ada_target": 0.9})
+    assert make_options(cfg="tiny", resolution=32, study={"augpipe": "none"}, ada_target=None).ada_target is None
+
+
+def test_cli_flag_names_match_the_train_parser_and_the_fields():
+    """Messages name ``microtune train`` flags: every flag in the table exists and maps to a field."""
+    import argparse
+    import dataclasses
+
+    from microtune.gan import commands
+    from microtune.gan.config import CLI_FLAGS
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    flags = {s for action in train._actions for s in action.option_strings}
+    fields = {f.name for f in dataclasses.fields(TrainOptions)}
+    assert set(CLI_FLAGS.values()) <= flags and set(CLI_FLAGS) <= fields

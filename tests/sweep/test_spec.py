@@ -125,9 +125,9 @@ _DELETE = object()
     [
         ("colour", "red", "colour: unknown key"),
         ("search.grid", {}, "search.grid: unknown key"),
-        ("search.params.ada_target", [0.5, 1.2], r"search.params.ada_target\[1\]: 1.2 is outside \(0, 1\)"),
-        ("search.params.ada_target", [0.0], r"search.params.ada_target\[0\]: 0.0 is outside \(0, 1\)"),
-        ("search.params.augpipe", ["bg", "sparkle"], r"search.params.augpipe\[1\]: 'sparkle' is not an augpipe"),
+        ("search.params.ada_target", [0.5, 1.2], r"search.params.ada_target\[1\]: must be in \[0, 1\], got 1.2"),
+        ("search.params.ada_target", [-0.5], r"search.params.ada_target\[0\]: must be in \[0, 1\], got -0.5"),
+        ("search.params.augpipe", ["bg", "sparkle"], r"search.params.augpipe\[1\]: must be one of none, blit.*, got 'sparkle'"),
         ("search.params.subset", [10, 3001], r"search.params.subset\[1\]: a subset of 3001 images is larger than the dataset's 3000"),
         ("search.params.lr_x", [1], "search.params.lr_x: is not a training option"),
         ("search.seeds", "0", "search.seeds: must be a list"),
@@ -136,7 +136,17 @@ _DELETE = object()
         ("train.kimg", "long", "train.kimg: must be a number"),
         ("train.kimg", 0, "train.kimg: must be > 0"),
         ("train.warp", 9, "train.warp: is not a training option"),
-        ("train.cfg", "huge", "train.cfg: 'huge' is not a cfg preset"),
+        # issue 13: strings and lists where numbers belong, typed through the trainer's own model
+        ("train.gamma", "x", "train.gamma: must be a number, got 'x'"),
+        ("train.lr_g", "fast", "train.lr_g: must be a number, got 'fast'"),
+        ("train.ema_kimg", [1, 2], r"train.ema_kimg: must be a number, got \[1, 2\]"),
+        ("train.batch", 16.5, "train.batch: must be a whole number, got 16.5"),
+        ("train.ada_target", 1.5, r"train.ada_target: must be in \[0, 1\], got 1.5"),
+        ("train.batch", 6, "train.batch: 6 must be divisible by the minibatch-stddev group"),  # resolved trials
+        ("search.arms", [{"augpipe": "none", "ada_target": 0.6}],
+         r"search.arms\[0\].ada_target: 0.6 is given but augpipe is none"),
+        ("search.params", {"augpipe": ["none"], "gamma": [-1.0]}, r"search.params.gamma\[0\]: must be >= 0, got -1.0"),
+        ("train.cfg", "huge", "train.cfg: must be one of paper256, .*, got 'huge'"),
         ("resources.gpu", -1, "resources.gpu: must be >= 0"),
         ("resources.cpu", 0, "resources.cpu: must be > 0"),
         ("max_concurrent", 1.5, "max_concurrent: must be a whole number"),
@@ -156,6 +166,24 @@ def test_bad_specs_name_the_field(big_dataset, path, value, phrase):
     with pytest.raises(SpecError, match=phrase) as info:
         parse_spec(data, source="bad.yaml")
     assert str(info.value).startswith("bad.yaml: ") and str(info.value).endswith(".")
+
+
+def test_ada_target_without_augmentation_is_refused_or_resolved_to_none(big_dataset):
+    from microtune.sweep.space import resolve_options
+
+    data = base(big_dataset)
+    data["train"]["augpipe"] = "none"
+    data["search"]["params"] = {"ada_target": [0.5, 0.6]}  # a target more specific than "no augmentation"
+    with pytest.raises(SpecError, match=r"search.params.ada_target: 0.5 is given but augpipe is none"):
+        parse_spec(data, source="bad.yaml")
+    data["search"]["params"] = {"gamma": [1.0]}
+    data["train"]["ada_target"] = 0.6  # written together in train
+    with pytest.raises(SpecError, match=r"train.ada_target: 0.6 is given but augpipe is none"):
+        parse_spec(data, source="bad.yaml")
+    # crossed grid axes (augpipe x ada_target, as sweeps/quickstart.yaml): the none trials have no target
+    spec = parse_spec(_mutate(base(big_dataset), "search.params.augpipe", ["none", "bg"]), source="ok.yaml")
+    targets = {(t["augpipe"], t["ada_target"]): resolve_options(spec, t, 32).ada_target for t in spec.grid_trials()}
+    assert targets == {("none", 0.5): None, ("none", 0.6): None, ("bg", 0.5): 0.5, ("bg", 0.6): 0.6}
 
 
 @pytest.mark.parametrize(
@@ -189,7 +217,7 @@ def test_cli_refuses_bad_spec_with_one_sentence(tmp_path, big_dataset):
     result = subprocess.run(microtune_cmd("sweep", "launch", str(spec)), capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"microtune: error: {spec}: search.params.ada_target[0]: 1.5 is outside (0, 1)."]
+        f"microtune: error: {spec}: search.params.ada_target[0]: must be in [0, 1], got 1.5."]
     assert not (tmp_path / "runs").exists()
 
 
