@@ -59,7 +59,20 @@ def axes_of(study: StudyData) -> list[str]:
         cols.append("size")
     if study.trials[schema.AXIS_SEED].astype(str).nunique(dropna=False) > 1:
         cols.append(schema.AXIS_SEED)
-    return cols
+    return _without_derived(study.trials, cols)
+
+
+def _without_derived(trials: pd.DataFrame, cols: list[str]) -> list[str]:
+    """Drop an axis whose value is fixed by an axis before it (e.g. ``ada_target`` empty exactly
+    where ``augpipe`` is ``none`` and one value elsewhere): no evaluator can separate the two, so
+    ranking both would split one effect between them."""
+    kept: list[str] = []
+    as_text = trials[cols].astype(str)
+    # ada_target only means something under augmentation: when it and augpipe fix each other, keep augpipe
+    for col in sorted(cols, key=lambda c: (c == schema.AXIS_SEED, c == "ada_target")):
+        if not any((as_text.groupby(k, dropna=False)[col].nunique(dropna=False) == 1).all() for k in kept):
+            kept.append(col)
+    return kept
 
 
 def _distribution(values: pd.Series, axis: str):

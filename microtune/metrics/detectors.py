@@ -25,6 +25,24 @@ then per-channel mean and std pooling → 512-d), initialised from ``torch.Gener
 serves both roles; its numbers are tagged ``detector="random-seed:N"`` and are not comparable with
 published FIDs.
 
+Offline fallback with the standard architectures, only when chosen
+(``inception-v3-tf-random-weights-seed:N``, ``vgg16-fc2-random-weights-seed:N``;
+:func:`build_random_weights`): the Inception-v3 / VGG-16 fc2 networks above, input resize and
+normalisation included, with **random, untrained** weights (every conv and linear weight
+Kaiming-normal for ReLU, fan-in, biases 0, BatchNorm at its identity init), drawn from
+``torch.Generator(seed=N)``.  Used by ``benchmarks/metric_sensitivity.py`` to test whether an
+architecture's random features already see the disturbances that matter; the tag says
+"random-weights" and the weights sha256 is of the state dict.
+
+Offline detector trained here, only when chosen (``texture-vgg19-seed:N``; :func:`build_texture_vgg`):
+the segmentation source network of :mod:`microtune.seg.source` (a VGG-19, width 0.125, batch norm,
+trained with Adam for 300 steps of 16 32×32 images on its procedural micrograph-like texture classes: smooth and
+rough fields, lamellae, grains with boundaries, particles), seeded with N.  Features: the mean
+and standard deviation over space of each of its five conv units at the image's own resolution
+(grey levels normalised as the segmentation networks do), 2 × (8+16+32+64+64) = 368-d.  Its
+tag carries the first 12 hex digits of the state dict's sha256
+(``texture-vgg19-seed:0:<sha12>``), which is also in cache keys.
+
 All detectors take uint8 images (B, C, H, W) with C = 1 or 3; grayscale is repeated to 3 channels.
 """
 
@@ -54,12 +72,17 @@ __all__ = [
     "parse_detector_choice",
     "build_inception",
     "build_vgg16_fc2",
+    "build_random_weights",
+    "build_texture_vgg",
     "resolve_weights",
     "load_detector",
     "file_sha256",
 ]
 
 _RANDOM_RE = re.compile(r"^random-seed:(\d+)$")
+_TEXTURE_RE = re.compile(r"^texture-vgg19-seed:(\d+)$")
+TEXTURE_VGG = {"width": 0.125, "steps": 300, "batch_norm": True, "optimizer": "adam"}
+_RANDOM_ARCH_RE = re.compile(r"^(inception-v3-tf|vgg16-fc2)-random-weights-seed:(\d+)$")
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -244,6 +267,71 @@ def build_vgg16_fc2(state_dict: dict | None, weights_sha256: str) -> Detector:
     """VGG-16 fc2 (4096-d, after ReLU) from a torchvision state dict (``None``: untrained)."""
     return Detector(_VGG16FC2(state_dict), name="vgg16-fc2", tag=f"vgg16-fc2:{weights_sha256[:12]}",
                     weights_sha256=weights_sha256, feature_dim=4096)
+
+
+def build_random_weights(choice: str) -> Detector:
+    """A standard architecture with seeded random weights, e.g. ``inception-v3-tf-random-weights-seed:0``.
+
+    Every ``Conv2d``/``Linear`` weight is drawn Kaiming-normal (ReLU gain, fan-in; He et al. 2015)
+    from ``torch.Generator(seed=N)`` in module order and every bias is 0, so activations keep their
+    scale through the depth; BatchNorm layers keep their identity init.  The tag is ``choice``
+    itself and the weights sha256 that of the state dict, so cache keys differ per seed.
+    """
+    match = _RANDOM_ARCH_RE.match(choice)
+    if match is None:
+        raise MicrotuneError(f"detector {choice!r} is not understood; use inception-v3-tf-random-weights-seed:N "
+                             f"or vgg16-fc2-random-weights-seed:N.")
+    arch, seed = match.group(1), int(match.group(2))
+    net = _InceptionPool(None) if arch == "inception-v3-tf" else _VGG16FC2(None)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu", generator=gen)
+                if module.bias is not None:
+                    module.bias.zero_()
+    dim = 2048 if arch == "inception-v3-tf" else 4096
+    return Detector(net, name=f"{arch}-random-weights", tag=choice, weights_sha256=state_dict_sha256(net),
+                    feature_dim=dim)
+
+
+class _TextureVGGFeatures(nn.Module):
+    """Spatial mean and std of each conv unit of a :class:`microtune.seg.networks.VGG19`."""
+
+    def __init__(self, vgg: nn.Module):
+        super().__init__()
+        self.vgg = vgg
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from microtune.seg.loop import GRAY_MEAN, GRAY_STD
+
+        x = images.float().mean(dim=1, keepdim=True) / 255.0  # grey (RGB inputs are repeated grey)
+        x = (x - GRAY_MEAN) / GRAY_STD
+        pooled = []
+        for b in range(1, 6):
+            x = getattr(self.vgg, f"conv{b}")(x)
+            flat = x.flatten(2)
+            pooled += [flat.mean(dim=2), flat.std(dim=2) if flat.shape[2] > 1 else torch.zeros_like(flat[..., 0])]
+        return torch.cat(pooled, dim=1)
+
+
+def build_texture_vgg(choice: str, cache_dir: str | os.PathLike | None = None, log=None) -> Detector:
+    """The ``texture-vgg19-seed:N`` detector (see the module docstring); trained on first use
+    (about two minutes on 2 busy CPU cores), cached in ``<cache_dir>/detectors/`` when given."""
+    match = _TEXTURE_RE.match(choice)
+    if match is None:
+        raise MicrotuneError(f"detector {choice!r} is not understood; use texture-vgg19-seed:N.")
+    from microtune.seg.source import source_vgg
+
+    seed = int(match.group(1))
+    folder = Path(cache_dir) / "detectors" if cache_dir is not None else None
+    vgg, _ = source_vgg(width=TEXTURE_VGG["width"], in_channels=1, source="textures", steps=TEXTURE_VGG["steps"],
+                        seed=seed, optimizer=TEXTURE_VGG["optimizer"], batch_norm=TEXTURE_VGG["batch_norm"],
+                        cache_dir=folder, log=log)
+    net = _TextureVGGFeatures(vgg.eval())
+    digest = state_dict_sha256(net)
+    dim = 2 * sum(getattr(vgg, "channels"))
+    return Detector(net, name="texture-vgg19", tag=f"{choice}:{digest[:12]}", weights_sha256=digest, feature_dim=dim)
 
 
 @dataclasses.dataclass(frozen=True)

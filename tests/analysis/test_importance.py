@@ -73,3 +73,17 @@ def test_a_target_every_trial_shares_is_not_ranked(store, tmp_path, capsys):
     fake.log_study(store, "importance_flat2", [(n, p, f, None, b, t, e) for n, p, f, _r, b, t, e in trials])
     assert run_script(importance, store, "importance_flat2", tmp_path) == 1
     assert "no fid or recall values that differ between successful trials" in capsys.readouterr().err
+
+
+def test_an_axis_fixed_by_another_is_not_ranked_twice():
+    """ada_target is empty exactly where augpipe is none (augpipe none crossed with a study-wide
+    target): the two cannot be separated, so only augpipe is ranked; a target that varies under bg
+    is an axis of its own."""
+    from analysis.importance import _without_derived
+
+    confounded = pd.DataFrame({"augpipe": ["none", "none", "bg", "bg"], "ada_target": [None, None, 0.6, 0.6],
+                               "seed": [0, 1, 0, 1]})
+    assert _without_derived(confounded, ["ada_target", "augpipe", "seed"]) == ["augpipe", "seed"]
+    crossed = pd.DataFrame({"augpipe": ["none", "none", "bg", "bg"], "ada_target": [None, None, 0.6, 0.9],
+                            "seed": [0, 0, 0, 0]})
+    assert _without_derived(crossed, ["augpipe", "ada_target"]) == ["augpipe", "ada_target"]

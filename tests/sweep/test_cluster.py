@@ -65,5 +65,8 @@ def test_study_survives_losing_its_worker_node(cluster, sweep_project, sweep_ser
         hist = mlflow_io.load_histories(sweep_server.uri, "nodeloss", [schema.FID], run_ids=[run_id])
         assert sorted(hist["step"]) == [112, 208, 304, 400]
     status = run_cli(sweep_project, "sweep", "status", "nodeloss", log_name="nodeloss-status.log")[1]
-    failures = [int(line.split()[7]) for line in status.splitlines()[1:]]
+    header = status.splitlines()[0].split()                  # the table, then the MLflow addresses
+    rows = [line.split() for line in status.splitlines()[1:] if line.startswith(tuple(runs["tags.trial_id"]))]
+    failures = [int(row[header.index("failures")]) for row in rows]
+    assert len(failures) == 2
     assert sum(failures) >= 1  # the trial on the lost node failed once and was restored
