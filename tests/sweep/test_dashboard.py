@@ -133,7 +133,7 @@ def test_printed_address_shows_the_trials_and_fid_against_kimg(study):
     assert all(t.split()[0] in page for t in trials["run_name"])    # one row per trial (its Tune id)
 
 
-def test_parent_run_holds_the_studys_answer(study, sweep_project, tmp_path, monkeypatch):
+def test_parent_run_holds_the_studys_answer(study, sweep_project, tmp_path, request):
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -141,7 +141,9 @@ def test_parent_run_holds_the_studys_answer(study, sweep_project, tmp_path, monk
     client = MlflowClient(uri)
     parent = client.get_run(record["parent_run_id"])
     trials = mlflow_io.load_runs(uri, "dash", launch="latest").set_index("run_name")
-    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", uri)  # load_table searches
+    previous = mlflow.get_tracking_uri()  # load_table searches runs with the global URI (MLflow 3.17)
+    mlflow.set_tracking_uri(uri)
+    request.addfinalizer(lambda: mlflow.set_tracking_uri(previous))
     table = client.load_table(record["experiment_id"], schema.ARTIFACT_SUMMARY,         # with the global URI
                               run_ids=[parent.info.run_id])
     assert len(table) == 4 and set(table["state"]) == {"FINISHED"}

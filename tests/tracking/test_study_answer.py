@@ -17,7 +17,7 @@ def store(tmp_path) -> str:
     return "sqlite:///" + str(tmp_path / "mlflow.db")
 
 
-def test_log_table_replaces_and_mlflow_reads_it_as_a_table(store, tmp_path, monkeypatch):
+def test_log_table_replaces_and_mlflow_reads_it_as_a_table(store, tmp_path, request):
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -28,7 +28,9 @@ def test_log_table_replaces_and_mlflow_reads_it_as_a_table(store, tmp_path, monk
     second = first.assign(best_fid=[12.5, 9.25], state=["FINISHED", "FINISHED"])
     tracker.log_table(parent, second, schema.ARTIFACT_SUMMARY, tmp_path / "files")  # replaces, not appends
     assert tracker.pending == 0
-    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", store)  # load_table's search
+    previous = mlflow.get_tracking_uri()  # load_table searches runs with the global URI (MLflow 3.17)
+    mlflow.set_tracking_uri(store)
+    request.addfinalizer(lambda: mlflow.set_tracking_uri(previous))
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("s").experiment_id
     table = client.load_table(exp, schema.ARTIFACT_SUMMARY, run_ids=[parent])
