@@ -60,4 +60,4 @@ test-latest:
 # left running. About 4 min on 2 cores; not part of `make test`. Log: runs/cluster-check.log.
 .PHONY: cluster-check
 cluster-check: $(STAMP)
-	$(PY) tools/cluster_check.py
+	$(PY) -m tools.cluster_check

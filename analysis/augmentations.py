@@ -11,13 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis import common  # noqa: E402
-from analysis.figures import axis_study  # noqa: E402
-from analysis.loader import StudyData  # noqa: E402
-from microtune.tracking import schema  # noqa: E402
+from analysis import common
+from analysis.figures import axis_study
+from analysis.loader import StudyData
+from microtune.tracking import schema
 
 DESCRIPTION = "FID against kimg per augmentation type, and the best FID per type (the study's Fig. 1)."
 

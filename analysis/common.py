@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from microtune.errors import MicrotuneError  # noqa: E402
+from microtune.tracking import schema  # noqa: E402
 
 # Print-readable defaults: 9-10 pt text at the saved size, no top/right spines.
 STYLE = {
@@ -32,8 +33,8 @@ STYLE = {
 COLORS = [plt.get_cmap("tab10")(i) for i in range(10)]
 KIMG_LABEL = "real images shown to D (kimg)"
 METRIC_LABELS = {
-    "fid": "FID (lower is better)", "recall": "recall (higher is better)",
-    "precision": "precision (higher is better)", "kid": "KID (lower is better)",
+    schema.FID: "FID (lower is better)", schema.RECALL: "recall (higher is better)",
+    schema.PRECISION: "precision (higher is better)", schema.KID: "KID (lower is better)",
 }
 
 

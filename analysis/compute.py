@@ -14,14 +14,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from analysis import common  # noqa: E402
-from microtune.errors import MicrotuneError  # noqa: E402
-from microtune.tracking import mlflow_io, schema  # noqa: E402
+from analysis import common
+from microtune.errors import MicrotuneError
+from microtune.tracking import mlflow_io, schema
 
 DESCRIPTION = "CPU/GPU-hours per trial and per study, and energy where it was recorded."
 
@@ -41,15 +38,15 @@ def trial_costs(runs: pd.DataFrame) -> pd.DataFrame:
         "device": device,
         "kind": kind,
         "hours": measured.fillna(wall) / 3600.0,
-        "hours_from": measured.notna().map({True: "trial_seconds", False: "run wall clock"}),
-        "energy_kwh": runs[energy_col] if energy_col in runs else float("nan"),
+        "hours_from": measured.notna().map({True: schema.TRIAL_SECONDS, False: "run wall clock"}),
+        schema.ENERGY_KWH: runs[energy_col] if energy_col in runs else float("nan"),
     })
 
 
 def study_costs(trials: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """One row: trials, failed trials, GPU-, CPU- and unknown-device hours, energy (and coverage)."""
     hours = trials.groupby("kind")["hours"].sum()
-    energy = trials["energy_kwh"].dropna()
+    energy = trials[schema.ENERGY_KWH].dropna()
     return pd.DataFrame([{
         "study": experiment,
         "trials": len(trials),
@@ -57,7 +54,7 @@ def study_costs(trials: pd.DataFrame, experiment: str) -> pd.DataFrame:
         "GPU_hours": float(hours.get("GPU", 0.0)),
         "CPU_hours": float(hours.get("CPU", 0.0)),
         "unknown_device_hours": float(hours.get("unknown", 0.0)),
-        "energy_kwh": float(energy.sum()) if len(energy) else float("nan"),
+        schema.ENERGY_KWH: float(energy.sum()) if len(energy) else float("nan"),
         "trials_with_energy": int(len(energy)),
     }])
 

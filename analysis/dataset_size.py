@@ -19,18 +19,15 @@ import sys
 import warnings
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis import common  # noqa: E402
-from analysis.figures import metric_name, panels, summary_table, table_note  # noqa: E402
-from analysis.loader import StudyData, best_per_trial, linear_fit  # noqa: E402
-from microtune.errors import MicrotuneError  # noqa: E402
-from microtune.tracking import schema  # noqa: E402
+from analysis import common
+from analysis.figures import metric_name, panels, summary_table, table_note
+from analysis.loader import StudyData, best_per_trial, linear_fit
+from microtune.errors import MicrotuneError
+from microtune.tracking import schema
 
 DESCRIPTION = "FID and recall against training-set size, and their scaling laws (Fig. 3, Supp. Fig. 2)."
 AXIS = "size"
@@ -45,9 +42,9 @@ TRANSFORMS = {
 def _keys(study: StudyData) -> list[str]:
     keys = [k for k in (schema.FID, schema.RECALL) if not study.metric(k).empty]
     if schema.FID not in keys:
-        raise MicrotuneError(f"experiment {study.experiment!r} has no 'fid' metric in any successful trial.")
+        raise MicrotuneError(f"experiment {study.experiment!r} has no {schema.FID!r} metric in any successful trial.")
     if schema.RECALL not in keys:
-        warnings.warn(f"experiment {study.experiment!r} logged no 'recall': the recall panels are left out.",
+        warnings.warn(f"experiment {study.experiment!r} logged no {schema.RECALL!r}: the recall panels are left out.",
                       UserWarning, stacklevel=2)
     return keys
 

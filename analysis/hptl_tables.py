@@ -18,15 +18,12 @@ import sys
 import warnings
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from analysis import common  # noqa: E402
-from analysis.loader import FAILED_STATUSES  # noqa: E402
-from microtune.errors import MicrotuneError  # noqa: E402
-from microtune.tracking import mlflow_io, schema  # noqa: E402
+from analysis import common
+from analysis.loader import FAILED_STATUSES
+from microtune.errors import MicrotuneError
+from microtune.tracking import mlflow_io, schema
 
 DESCRIPTION = "Segmentation methods: train/test loss, gap, inference ms per image, pixel accuracy, mean IoU."
 COLUMNS = {  # metric key -> table column
@@ -61,7 +58,7 @@ def method_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Median per method of each trial's final segmentation metrics (see the module docstring)."""
     present = [k for k in COLUMNS if f"metrics.{k}" in runs]
     if schema.SEG_ACC not in present:
-        raise MicrotuneError("no trial logged 'seg_acc': this is not a segmentation (HPTL) study.")
+        raise MicrotuneError(f"no trial logged {schema.SEG_ACC!r}: this is not a segmentation (HPTL) study.")
     values = pd.DataFrame({"method": method_labels(runs)})
     for key in COLUMNS:
         values[COLUMNS[key]] = runs[f"metrics.{key}"] if key in present else float("nan")

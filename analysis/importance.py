@@ -30,20 +30,17 @@ import sys
 import warnings
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import matplotlib.pyplot as plt
+import pandas as pd
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis import common  # noqa: E402
-from analysis.loader import StudyData, best_per_trial, group_label  # noqa: E402
-from microtune.errors import MicrotuneError  # noqa: E402
-from microtune.tracking import schema  # noqa: E402
+from analysis import common
+from analysis.loader import StudyData, best_per_trial, group_label
+from microtune.errors import MicrotuneError
+from microtune.tracking import schema
 
 DESCRIPTION = "Hyperparameter importance (fANOVA or PED-ANOVA) of the study's axes for best FID and recall."
 EVALUATORS = ("fanova", "ped-anova")
-TARGETS = ((schema.FID, "best_fid"), (schema.RECALL, "best_recall"))
+TARGETS = ((schema.FID, schema.BEST_FID), (schema.RECALL, schema.BEST_RECALL))
 AXIS_NAMES = {schema.AXIS_AUGPIPE: "augpipe", schema.AXIS_TARGET: "ada_target (r_t)", "size": "training-set size",
               schema.AXIS_MODEL: "model", schema.AXIS_SEED: "seed"}
 

@@ -20,17 +20,14 @@ import tempfile
 import warnings
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import matplotlib.pyplot as plt
+from matplotlib.patches import ConnectionPatch
+import numpy as np
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import ConnectionPatch  # noqa: E402
-import numpy as np  # noqa: E402
-
-from analysis import common  # noqa: E402
-from analysis.loader import StudyData, best_per_trial, load_study  # noqa: E402
-from microtune.errors import MicrotuneError  # noqa: E402
-from microtune.tracking import mlflow_io, schema  # noqa: E402
+from analysis import common
+from analysis.loader import StudyData, best_per_trial, load_study
+from microtune.errors import MicrotuneError
+from microtune.tracking import mlflow_io, schema
 
 DESCRIPTION = "Spherical interpolation between two generated samples of a trial's checkpoint (Fig. 5)."
 
@@ -45,7 +42,7 @@ def choose_run(study: StudyData, run_id: str | None) -> tuple[str, float]:
         value = best.set_index("run_id")["best"].get(run_id, np.nan) if best is not None else np.nan
         return run_id, float(value)
     if best is None or best.empty:
-        raise MicrotuneError(f"experiment {study.experiment!r} has no 'fid' metric to pick a trial by; give --run-id.")
+        raise MicrotuneError(f"experiment {study.experiment!r} has no {schema.FID!r} metric to pick a trial by; give --run-id.")
     row = best.sort_values("best").iloc[0]
     return row["run_id"], float(row["best"])
 

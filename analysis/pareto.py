@@ -13,19 +13,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis import common  # noqa: E402
-from analysis.figures import metric_rows  # noqa: E402
-from analysis.loader import StudyData, _key_of, best_per_trial, group_label, group_order  # noqa: E402
-from microtune.tracking import schema  # noqa: E402
+from analysis import common
+from analysis.figures import metric_rows
+from analysis.loader import StudyData, _key_of, best_per_trial, group_label, group_order
+from microtune.tracking import schema
 
 DESCRIPTION = "Best FID against best recall per trial, with the Pareto front marked."
+BEST_FID, BEST_RECALL = schema.BEST_FID, schema.BEST_RECALL  # columns of the table of points
 
 
 def pareto_front(fid: np.ndarray, recall: np.ndarray) -> np.ndarray:
@@ -43,10 +41,10 @@ def points(study: StudyData) -> pd.DataFrame:
     """One row per trial: name, axes, best fid, best recall, and whether it is on the front."""
     fid = best_per_trial(metric_rows(study, schema.FID), schema.FID)[["run_id", "best"]]
     recall = best_per_trial(metric_rows(study, schema.RECALL), schema.RECALL)[["run_id", "best"]]
-    merged = fid.merge(recall, on="run_id", suffixes=("_fid", "_recall"))
+    merged = fid.rename(columns={"best": BEST_FID}).merge(recall.rename(columns={"best": BEST_RECALL}), on="run_id")
     table = study.trials.merge(merged, on="run_id")
-    table["pareto"] = pareto_front(table["best_fid"], table["best_recall"])
-    return table.sort_values(["pareto", "best_fid"], ascending=[False, True]).reset_index(drop=True)
+    table["pareto"] = pareto_front(table[BEST_FID], table[BEST_RECALL])
+    return table.sort_values(["pareto", BEST_FID], ascending=[False, True]).reset_index(drop=True)
 
 
 def make(study: StudyData, out: Path) -> list[Path]:
@@ -60,13 +58,13 @@ def make(study: StudyData, out: Path) -> list[Path]:
     for i, value in enumerate(groups):
         rows = table if axis is None else table[table[axis].map(_key_of) == _key_of(value)]
         label = "trials" if axis is None else group_label(value, axis)
-        ax.scatter(rows["best_fid"], rows["best_recall"], s=36, color=common.COLORS[i % 10], label=label, zorder=3)
-    front = table[table["pareto"]].sort_values("best_fid")
-    ax.step(front["best_fid"], front["best_recall"], where="post", color="black", linewidth=1.2, zorder=2,
+        ax.scatter(rows[BEST_FID], rows[BEST_RECALL], s=36, color=common.COLORS[i % 10], label=label, zorder=3)
+    front = table[table["pareto"]].sort_values(BEST_FID)
+    ax.step(front[BEST_FID], front[BEST_RECALL], where="post", color="black", linewidth=1.2, zorder=2,
             label=f"Pareto front ({len(front)} trials)")
-    ax.scatter(front["best_fid"], front["best_recall"], s=110, facecolors="none", edgecolors="black", zorder=4)
+    ax.scatter(front[BEST_FID], front[BEST_RECALL], s=110, facecolors="none", edgecolors="black", zorder=4)
     for _, row in front.iterrows():
-        ax.annotate(str(row["run_name"]), (row["best_fid"], row["best_recall"]), textcoords="offset points",
+        ax.annotate(str(row["run_name"]), (row[BEST_FID], row[BEST_RECALL]), textcoords="offset points",
                     xytext=(6, -10), fontsize=7)
     ax.set_xlabel("best FID of the trial (lower is better)")
     ax.set_ylabel("best recall of the trial (higher is better)")
@@ -77,7 +75,7 @@ def make(study: StudyData, out: Path) -> list[Path]:
     ax.legend(frameon=False, fontsize=8, loc="lower right", title=axis, title_fontsize=8)
     fig.tight_layout()
     paths = common.save_figure(fig, out, "pareto")
-    columns = ["run_name", *[a for a in varying], schema.AXIS_SEED, "best_fid", "best_recall", "pareto"]
+    columns = ["run_name", *[a for a in varying], schema.AXIS_SEED, BEST_FID, BEST_RECALL, "pareto"]
     return paths + common.write_table(table[columns], out, "pareto", title=study.plain_title("Pareto front of FID and recall"),
                                       note="Best FID and best recall of each trial over its whole training; "
                                            "pareto = no other trial is at least as good in both and better in one.")

@@ -18,16 +18,13 @@ import sys
 import warnings
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from analysis import (augmentations, common, compute, dataset_size, hptl_tables, importance, pareto,  # noqa: E402
+from analysis import (augmentations, common, compute, dataset_size, hptl_tables, importance, pareto,
                       samples, target_rt)
-from analysis.loader import StudyData, load_study  # noqa: E402
-from microtune.errors import MicrotuneError  # noqa: E402
-from microtune.tracking import mlflow_io, schema  # noqa: E402
+from analysis.loader import StudyData, load_study
+from microtune.errors import MicrotuneError
+from microtune.tracking import mlflow_io, schema
 
 DESCRIPTION = "Every analysis that applies to a study, with an index in Markdown and HTML."
 

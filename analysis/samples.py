@@ -19,19 +19,16 @@ import tempfile
 import warnings
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from PIL import Image
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from analysis import common  # noqa: E402
-from analysis.figures import metric_rows  # noqa: E402
-from analysis.loader import StudyData, _key_of, best_per_trial, group_label, group_order, load_study  # noqa: E402
-from microtune.errors import MicrotuneError  # noqa: E402
-from microtune.tracking import mlflow_io, schema  # noqa: E402
+from analysis import common
+from analysis.figures import metric_rows
+from analysis.loader import StudyData, _key_of, best_per_trial, group_label, group_order, load_study
+from microtune.errors import MicrotuneError
+from microtune.tracking import mlflow_io, schema
 
 DESCRIPTION = "Latest generated sample grid per group, captioned with the group's best FID and recall."
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

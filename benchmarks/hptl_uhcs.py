@@ -48,8 +48,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 UHCS = Path("/work/shared/data/uhcs")
 CLASS_NAMES = "matrix,network,spheroidite,widmanstatten"

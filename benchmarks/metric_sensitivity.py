@@ -97,9 +97,8 @@ import torch  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from microtune.data.synth import _stream, draw_specimen, render_micrograph  # noqa: E402
+from microtune.io import atomic_write_json  # noqa: E402
 from microtune.metrics.detectors import Detector, build_random, build_random_weights, build_texture_vgg  # noqa: E402
 from microtune.metrics.evaluator import compute_real_statistics  # noqa: E402
 from microtune.metrics.fid import feature_statistics, frechet_distance  # noqa: E402
@@ -371,11 +370,7 @@ def run_detector(real: RealSet, tag: str, args, disturbed: dict) -> dict:
 
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=1)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for everyone to read
-    os.replace(tmp, path)
+    atomic_write_json(path, payload, indent=1)  # 0666 minus the umask: results are for everyone
 
 
 # ---------------------------------------------------------------- figure

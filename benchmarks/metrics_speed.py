@@ -31,11 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from microtune.metrics.cache import StatisticsCache, parse_protocol  # noqa: E402
-from microtune.metrics.detectors import build_inception, build_random, build_vgg16_fc2  # noqa: E402
-from microtune.metrics.evaluator import Evaluator  # noqa: E402
+from microtune.metrics.cache import StatisticsCache, parse_protocol
+from microtune.metrics.detectors import build_inception, build_random, build_vgg16_fc2
+from microtune.metrics.evaluator import Evaluator
 
 BUILDERS = {
     "inception-v3-tf": lambda: build_inception(None, "0" * 64),

@@ -10,7 +10,8 @@
    durations) and which r_t each picks. Scored with the random-weight detector: the ranking is a
    check of the machinery, not a finding about r_t.
 
-Usage: python benchmarks/sweep_overhead.py [--json benchmarks/results/sweep_overhead.json]
+Usage (from the repository root, which holds tools/localcluster.py):
+    python -m benchmarks.sweep_overhead [--json benchmarks/results/sweep_overhead.json]
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from microtune.sweep.localcluster import LocalCluster
 from microtune.tracking import mlflow_io
 from microtune.tracking.server import ensure_local_server
+from tools.localcluster import LocalCluster
 
 
 def write_spec(project: Path, name: str, **fields) -> Path:

@@ -158,7 +158,7 @@ def writing(path: str | os.PathLike, *, option: str = "OUT"):
 
 def _is_output_file(filename, path: Path) -> bool:
     """Whether ``filename`` is ``path``, inside it, one of its parents, or inside a hidden temporary
-    sibling of it (``.NAME.partial-*``, ``.NAME.tmp-*``: how outputs are written atomically)."""
+    sibling of it (``.NAME.partial-*``, ``.NAME.tmp-*``: how :mod:`microtune.io` writes outputs atomically)."""
     name = Path(os.path.abspath(os.fsdecode(filename)))
     if name == path or name.is_relative_to(path) or path.is_relative_to(name):
         return True

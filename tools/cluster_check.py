@@ -140,7 +140,7 @@ def install_packages() -> None:
 
 
 def free_ports(n: int, taken: set[int]) -> list[int]:
-    from microtune.sweep.localcluster import free_ports as probe
+    from tools.localcluster import free_ports as probe
 
     ports = probe(n, taken)
     taken.update(ports)

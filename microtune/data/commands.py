@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from microtune.errors import MicrotuneError, check_output, writing
+from microtune.io import atomic_directory
 
 SEM_BAR_TEXT = "SE  HV 15.0 kV  WD 10.1 mm  mag 5 000 x  det ETD   |----| 10 um   microtune synthetic"
 
@@ -202,9 +200,7 @@ def write_image_folder(stream, out: Path, *, databar: int, force: bool) -> Path:
     out = out.absolute()
     if out.exists() and not force:
         raise MicrotuneError(f"{out}: output already exists; pass --force to replace it.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with atomic_directory(out, replace=force) as tmp:
         for k, (image, mask, specimen) in enumerate(stream):
             for kind, array in (("images", add_databar(image, databar)), ("masks", mask)):
                 folder = tmp / kind / specimen
@@ -215,15 +211,6 @@ def write_image_folder(stream, out: Path, *, databar: int, force: bool) -> Path:
             mask = np.asarray(Image.open(path))
             if databar:
                 Image.fromarray(np.pad(mask, ((0, databar), (0, 0)))).save(path)
-        if out.exists():
-            shutil.rmtree(out)
-        from microtune.data.dataset import default_mode
-
-        os.chmod(tmp, default_mode(directory=True))  # mkdtemp made it 0700
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

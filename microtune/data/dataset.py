@@ -37,7 +37,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ import numpy as np
 
 from microtune import __version__
 from microtune.errors import DatasetError
+from microtune.io import atomic_output, partial_directory, replace_directory
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -319,31 +319,30 @@ def _read_fingerprint(place: Path, stats: dict[str, dict[str, int]]) -> str | No
         return None
 
 
+class _Racy(Exception):
+    """Raised inside the atomic write of a fingerprint that could never be trusted, to drop it."""
+
+
 def _write_fingerprint(place: Path, record: dict[str, Any], stats: dict[str, dict[str, int]]) -> bool:
     """Write ``record`` atomically (mode 0666 less the umask, like the arrays); False if impossible.
 
     Nothing is written for racily clean files (modified within :data:`RACY_NS` of now): the
     fingerprint could never be trusted, and a later call records one that can.
     """
-    tmp = place.with_name(f".{place.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
     try:
         place.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1)
-            fh.flush()
-            written_ns = os.fstat(fh.fileno()).st_mtime_ns
-        if any(written_ns - st["mtime_ns"] < RACY_NS for st in stats.values()):
-            os.unlink(tmp)
-            return True
-        os.replace(tmp, place)
-        return True
+        with atomic_output(place) as tmp:
+            with open(tmp, "w") as fh:
+                json.dump(record, fh, indent=1)
+                fh.flush()
+                written_ns = os.fstat(fh.fileno()).st_mtime_ns
+            if any(written_ns - st["mtime_ns"] < RACY_NS for st in stats.values()):
+                raise _Racy
+    except _Racy:
+        pass
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         return False
+    return True
 
 
 def _load_array(path: Path, manifest: dict[str, Any]) -> np.ndarray:
@@ -395,9 +394,7 @@ class DatasetWriter:
         self.with_masks = with_masks
         self.force = force
         self.out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_partials(self.out)
-        self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-{os.getpid()}-",
-                                          dir=self.out.parent))
+        self._tmp = partial_directory(self.out)  # also removes those of writers that died
         self._image_raw = open(self._tmp / "images.raw", "wb")
         self._mask_raw = open(self._tmp / "masks.raw", "wb") if with_masks else None
         self._hasher = ContentHasher()
@@ -468,42 +465,11 @@ class DatasetWriter:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _move_into_place(self) -> Path:
-        old = None
-        if self.out.exists():
-            if not self.force:
-                self.abort()
-                raise DatasetError(f"{self.out}: output appeared while writing; pass --force to replace it.")
-            old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
-            os.replace(self.out, old)
-        os.chmod(self._tmp, default_mode(directory=True))  # mkdtemp made it 0700
-        os.replace(self._tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return self.out
-
-
-def default_mode(*, directory: bool) -> int:
-    """The mode ``mkdir``/``open`` would give a new folder/file under the current umask.
-
-    ``tempfile.mkdtemp``/``mkstemp`` create 0700/0600 on purpose; whatever is renamed into place
-    from them gets this mode instead, so outputs on a shared file system are as readable to the
-    group as anything else the user creates.
-    """
-    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(umask)
-    return (0o777 if directory else 0o666) & ~umask
-
-
-def _remove_stale_partials(out: Path) -> None:
-    """Remove temporary directories left by writers of ``out`` that were killed."""
-    for stale in out.parent.glob(f".{out.name}.partial-*"):
         try:
-            pid = int(stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(stale, ignore_errors=True)
-        except (ValueError, IndexError, PermissionError):
-            continue
+            return replace_directory(self._tmp, self.out, replace=self.force)
+        except FileExistsError:
+            self.abort()
+            raise DatasetError(f"{self.out}: output appeared while writing; pass --force to replace it.") from None
 
 
 def _raw_to_npy(raw: Path, npy: Path, shape: tuple[int, int, int]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from microtune.data.dataset import Dataset, default_mode
+from microtune.data.dataset import Dataset
+from microtune.io import atomic_output
 
 # Colours for mask classes on contact sheets (class id = index), chosen to stay apart in print.
 CLASS_COLOURS = np.array([
@@ -277,13 +277,6 @@ def save_png(image: Image.Image, out: str | os.PathLike[str]) -> Path:
     """Save a PIL image as PNG atomically (temp file + rename)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".png", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        os.chmod(tmp, default_mode(directory=False))  # mkstemp made it 0600
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(out) as tmp:
+        image.save(tmp, format="PNG")
     return out

@@ -1,4 +1,4 @@
-"""Atomic file writes, network construction from options, and checkpoint load/save.
+"""Network construction from options, and checkpoint load/save (written with :mod:`microtune.io`).
 
 A checkpoint is a plain dict of tensors and JSON-like values (loadable with
 ``torch.load(..., weights_only=True)``)::
@@ -13,7 +13,6 @@ A checkpoint is a plain dict of tensors and JSON-like values (loadable with
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -24,40 +23,6 @@ from microtune.errors import MicrotuneError
 from microtune.gan.config import TrainOptions
 
 FORMAT = "microtune-gan/1"
-
-
-def _temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace`` (all or nothing)."""
-    path = Path(path)
-    tmp = _temp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: str | os.PathLike, value) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = _temp_path(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def atomic_save_png(image, path: str | os.PathLike) -> None:
-    """Save a PIL image as PNG atomically."""
-    path = Path(path)
-    tmp = _temp_path(path)
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def build_networks(options: TrainOptions) -> tuple[nn.Module, nn.Module]:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 from PIL import Image
 
 from microtune.errors import MicrotuneError
-from microtune.gan.checkpoint import atomic_save_png
+from microtune.io import atomic_output
 
 PARALLEL_EPS = 1e-6  # sin(Ω) below this: fall back to linear interpolation
 #: Name of the grid ``write_images(grid=True)`` puts beside the samples; ``microtune metrics --images``
@@ -41,6 +40,12 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def to_pil(image: np.ndarray) -> Image.Image:
     """(H, W, C) uint8 -> PIL image (L for one channel, RGB for three)."""
     return Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image, "L" if image.shape[2] == 1 else "RGB")
+
+
+def _save_png(image: Image.Image, path) -> None:
+    """Save ``image`` as PNG at ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def make_grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
@@ -71,7 +76,7 @@ def save_sample_grid(G, path, *, seeds=range(16), truncation_psi: float = 1.0, d
     """A square grid of G's images for ``seeds`` written atomically as PNG."""
     z = latents_for_seeds(seeds, G.z_dim, device)
     grid = make_grid(to_uint8(synthesize(G, z, truncation_psi=truncation_psi)))
-    atomic_save_png(to_pil(grid), path)
+    _save_png(to_pil(grid), path)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
@@ -112,10 +117,10 @@ def write_images(G, seeds, out_dir, *, truncation_psi: float = 1.0, grid: bool =
     paths = []
     for seed, image in zip(seeds, images):
         paths.append(out_dir / f"seed{seed:04d}.png")
-        atomic_save_png(to_pil(image), paths[-1])
+        _save_png(to_pil(image), paths[-1])
     if grid:
         paths.append(out_dir / GRID_FILE)
-        atomic_save_png(to_pil(make_grid(images)), paths[-1])
+        _save_png(to_pil(make_grid(images)), paths[-1])
     return paths
 
 
@@ -146,16 +151,15 @@ def write_interpolation(frames: np.ndarray, video_path, *, fps: float = 30.0) ->
     frame_dir = video_path.with_name(video_path.stem + "_frames")
     frame_dir.mkdir(exist_ok=True)
     for k, frame in enumerate(frames):
-        atomic_save_png(to_pil(frame), frame_dir / f"frame{k:05d}.png")
+        _save_png(to_pil(frame), frame_dir / f"frame{k:05d}.png")
     picks = np.linspace(0, len(frames) - 1, 6).round().astype(int)
     figure_path = video_path.with_name(video_path.stem + "_figure.png")
-    atomic_save_png(to_pil(make_grid(frames[picks], columns=6)), figure_path)
+    _save_png(to_pil(make_grid(frames[picks], columns=6)), figure_path)
     rgb = frames if frames.shape[3] == 3 else np.repeat(frames, 3, axis=3)
-    tmp = video_path.with_name(f".{video_path.stem}.tmp-{os.getpid()}{video_path.suffix}")
     h, w = rgb.shape[1:3]
     block = 16 if h % 16 == 0 and w % 16 == 0 else 1  # avoid ffmpeg resizing non-multiple-of-16 frames
-    with imageio.get_writer(tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=block) as writer:
+    with atomic_output(video_path) as tmp, imageio.get_writer(
+            tmp, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=block) as writer:
         for frame in rgb:
             writer.append_data(frame)
-    os.replace(tmp, video_path)
     return {"video": video_path, "frames": frame_dir, "figure": figure_path}

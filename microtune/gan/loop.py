@@ -49,6 +49,8 @@ from microtune.gan.augment import AugmentPipe
 from microtune.gan.config import TrainOptions, validate_options
 from microtune.gan.generate import save_sample_grid
 from microtune.gan.loss import GanLoss
+from microtune.io import atomic_output, atomic_write_json
+from microtune.tracking import schema
 
 SCHEDULE_FIELDS = (
     "kimg", "tick_kimg", "eval_every_kimg", "snapshot_every_kimg", "device", "compile", "num_threads", "precision",
@@ -205,11 +207,11 @@ def tick_metrics(state: TrainState, seconds: float) -> dict[str, float]:
     """Means of the tick's losses, p, r_t and speed; resets the tick accumulators (one host sync)."""
     metrics = {key: float(state.sums[key] / state.counts[key]) for key in state.sums}
     done = state.nimg - state.tick_start_nimg
-    metrics["ada_p"] = float(state.ada.p)
+    metrics[schema.ADA_P] = float(state.ada.p)
     rt = float(state.ada.rt)
     if rt == rt:  # NaN until the first ADA interval has completed
-        metrics["ada_rt"] = rt
-    metrics["sec_per_kimg"] = seconds / max(done / 1000, 1e-9)
+        metrics[schema.ADA_RT] = rt
+    metrics[schema.SEC_PER_KIMG] = seconds / max(done / 1000, 1e-9)
     state.sums, state.counts = {}, {}
     return metrics
 
@@ -245,11 +247,13 @@ def restore_state(state: TrainState, saved: dict) -> None:
 def save_snapshot(state: TrainState, options: TrainOptions, run_dir: Path, *, network: bool) -> Path:
     """checkpoint-latest.pt (+ G_ema network file and sample grid when ``network``); RNG untouched."""
     path = run_dir / "checkpoint-latest.pt"
-    ckpt.atomic_torch_save(checkpoint_dict(state, options), path)
+    with atomic_output(path) as tmp:
+        torch.save(checkpoint_dict(state, options), tmp)
     if network:
         tag = f"nimg{state.nimg:09d}"
         light = {"format": ckpt.FORMAT, "kind": "network", "options": options.to_dict(), "G_ema": state.G_ema.state_dict(), "nimg": state.nimg}
-        ckpt.atomic_torch_save(light, run_dir / f"network-{tag}.pt")
+        with atomic_output(run_dir / f"network-{tag}.pt") as tmp:
+            torch.save(light, tmp)
         with torch.random.fork_rng(devices=[]):
             save_sample_grid(state.G_ema, run_dir / f"samples-{tag}.png", device=state.ada.device)
     return path
@@ -353,7 +357,7 @@ def _setup(options, dataset, run_dir, resume_from, log):
     state = build_state(options, device)
     if saved is not None:
         restore_state(state, saved)
-    ckpt.atomic_write_json(run_dir / "options.json", options.to_dict())
+    atomic_write_json(run_dir / "options.json", options.to_dict(), indent=2, sort_keys=True)
     return options, images, state
 
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from microtune.tracking import schema
+
 PL_DECAY = 0.01       # EMA decay of the path-length target a ([SG2] Sec. 3.2)
 PL_BATCH_SHRINK = 2   # path-length batch = batch / 2 ([SG2] App. B, saves compute)
 
@@ -100,12 +102,12 @@ class GanLoss:
             img, _ = self.generate(z, update_w_avg=True, main=True)
             logits = self.D_main(self.augment(img, p))
         loss_main = F.softplus(-logits.float()).mean()
-        stats = {"loss_G": loss_main.detach()}
+        stats = {schema.LOSS_G: loss_main.detach()}
         loss = loss_main
         if regularize and self.pl_weight > 0 and self.styled:
             penalty = self.path_length_penalty(z[: max(1, z.shape[0] // PL_BATCH_SHRINK)])
             loss = loss + penalty * (self.pl_weight * self.pl_interval)
-            stats["loss_pl"] = penalty.detach()
+            stats[schema.LOSS_PL] = penalty.detach()
         return loss, stats
 
     def path_length_penalty(self, z: torch.Tensor) -> torch.Tensor:
@@ -131,12 +133,12 @@ class GanLoss:
         with self._autocast(enabled=not do_r1):
             real_logits = (self.D if do_r1 else self.D_main)(self.augment(real, p)).float()
         loss = loss_fake + F.softplus(-real_logits).mean()
-        stats = {"loss_D": loss.detach()}
+        stats = {schema.LOSS_D: loss.detach()}
         if do_r1:
             (grad,) = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3]).mean()
             loss = loss + penalty * (self.r1_gamma / 2 * self.r1_interval)
-            stats["loss_r1"] = penalty.detach()
+            stats[schema.LOSS_R1] = penalty.detach()
         return loss, stats, real_logits
 
     def state_dict(self) -> dict:

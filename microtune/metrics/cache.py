@@ -15,9 +15,9 @@ by (dataset content hash, detector tag + weights sha256, real-side protocol ``fu
 cap, the seed of the real-feature subset when the dataset has more images than the cap, cache
 format) and holds, for the FID/KID detector, the float64 mean and covariance of all real
 features plus up to ``feature_cap`` real feature vectors (KID), and for the P/R detector those
-feature vectors only.  Entries are ``.npz`` files written to a temporary file and moved into place
-with ``os.replace``; an advisory ``fcntl`` lock makes concurrent trials on one machine compute an
-entry once, and on a shared file system the worst case is duplicate (identical) work.
+feature vectors only.  Entries are ``.npz`` files written atomically (:mod:`microtune.io`: a
+temporary file moved into place, readable like any file the user creates); an advisory lock
+(:func:`microtune.io.exclusive`) makes concurrent trials on one machine compute an entry once, and on a shared file system the worst case is duplicate (identical) work.
 
 The dataset hash must be the hash of the arrays as they are now
 (:meth:`microtune.data.dataset.Dataset.verified_hash`), not the one the manifest recorded when
@@ -33,7 +33,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from microtune.errors import MicrotuneError
-from microtune.locks import exclusive
+from microtune.io import atomic_output, exclusive
 
 __all__ = ["Protocol", "parse_protocol", "RealStatistics", "StatisticsCache", "CACHE_FORMAT"]
 
@@ -113,16 +112,8 @@ class RealStatistics:
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_output(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 class StatisticsCache:

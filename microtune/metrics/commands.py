@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 from microtune.errors import MicrotuneError
@@ -184,17 +183,12 @@ def _checkpoint_sampler(ckpt: Path, args: argparse.Namespace, device, resolution
 
 def _write_json(path: Path, payload: dict) -> None:
     from microtune.errors import os_error_sentence
+    from microtune.io import atomic_write_json
 
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-        os.replace(tmp, path)
+        atomic_write_json(path, payload, indent=2)
     except OSError as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         raise MicrotuneError(os_error_sentence(exc, option="--out", path=path)) from None
 
 

@@ -52,7 +52,6 @@ import dataclasses
 import hashlib
 import os
 import re
-import tempfile
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from microtune.errors import MicrotuneError
+from microtune.io import atomic_output
 
 __all__ = [
     "Detector",
@@ -391,23 +391,19 @@ def _how_to_provide(spec: WeightsSpec, folder: Path | None) -> str:
 def _download(spec: WeightsSpec, folder: Path, timeout_s: float) -> Path | None:
     """Fetch ``spec.url`` into ``folder`` atomically; ``None`` when the network is unreachable."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{spec.filename}.", suffix=".part")
+    target = folder / spec.filename
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout_s) as resp:
-            while block := resp.read(1 << 22):
-                out.write(block)
-        digest = file_sha256(tmp)
-        if not digest.startswith(spec.sha256_prefix):
-            raise MicrotuneError(f"download of {spec.url} has sha256 {digest}, not {spec.sha256_prefix}...; "
-                                 f"{_how_to_provide(spec, folder)}.")
-        target = folder / spec.filename
-        os.replace(tmp, target)
+        with atomic_output(target) as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(spec.url, timeout=timeout_s) as resp:
+                while block := resp.read(1 << 22):
+                    out.write(block)
+            digest = file_sha256(tmp)
+            if not digest.startswith(spec.sha256_prefix):
+                raise MicrotuneError(f"download of {spec.url} has sha256 {digest}, not {spec.sha256_prefix}...; "
+                                     f"{_how_to_provide(spec, folder)}.")
         return target
     except OSError:
         return None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def resolve_weights(

@@ -28,6 +28,7 @@ from microtune.metrics.detectors import Detector, WeightsSpec, load_detector
 from microtune.metrics.fid import RunningStatistics, frechet_distance
 from microtune.metrics.kid import kernel_inception_distance
 from microtune.metrics.precision_recall import precision_recall
+from microtune.tracking import schema
 
 __all__ = ["Evaluator", "make_evaluator", "compute_real_statistics", "generator_sampler", "to_uint8", "Sampler",
            "dataset_identity"]
@@ -203,14 +204,14 @@ class Evaluator:
         for p in self.protocols:
             if p.metric == "fid":
                 mean, cov = running.mean_cov()
-                out["fid"] = frechet_distance(real["fid"].mean, real["fid"].cov, mean, cov)
+                out[schema.FID] = frechet_distance(real["fid"].mean, real["fid"].cov, mean, cov)
             elif p.metric == "kid":
-                out["kid"] = kernel_inception_distance(real["fid"].features, gen["fid"][: p.num_gen],
+                out[schema.KID] = kernel_inception_distance(real["fid"].features, gen["fid"][: p.num_gen],
                                                        num_subsets=self.kid_subsets,
                                                        max_subset_size=self.kid_subset_size, seed=self.seed)[0]
             else:
                 device = self.detectors["pr"].device
-                out["precision"], out["recall"] = precision_recall(real["pr"].features, gen["pr"][: p.num_gen],
+                out[schema.PRECISION], out[schema.RECALL] = precision_recall(real["pr"].features, gen["pr"][: p.num_gen],
                                                                    k=p.k, device=device)
         self.last_seconds = time.monotonic() - started
         log.info("metrics at nimg=%s (%s, %.1fs): %s", step_nimg, self.detector, self.last_seconds,

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from microtune.tracking import schema
+
 __all__ = ["MAJORITY_MARGIN", "ConfusionMatrix", "confusion_matrix", "segmentation_scores"]
 
 MAJORITY_MARGIN = 0.01   # "within a point" of the majority rate: accuracy no better than a constant
@@ -77,12 +79,12 @@ def segmentation_scores(matrix: np.ndarray, class_names: Sequence[str] | None = 
     acc = float(tp.sum() / total) if total > 0 else float("nan")
     majority = float(m.sum(axis=1).max() / total) if total > 0 else float("nan")
     scores = {
-        "seg_acc": acc,
-        "seg_miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-        "seg_majority": majority,
-        "seg_near_majority": float(acc <= majority + MAJORITY_MARGIN) if total > 0 else float("nan"),
+        schema.SEG_ACC: acc,
+        schema.SEG_MIOU: float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        schema.SEG_MAJORITY: majority,
+        schema.SEG_NEAR_MAJORITY: float(acc <= majority + MAJORITY_MARGIN) if total > 0 else float("nan"),
     }
-    scores.update({f"seg_iou_{name}": float(v) for name, v in zip(names, iou)})
+    scores.update({f"{schema.SEG_IOU_PREFIX}{name}": float(v) for name, v in zip(names, iou)})
     return scores
 
 

@@ -31,54 +31,79 @@ Everything (dataset, masks, split, device, OUT) is checked before OUT is created
 (DeepLabV3+: --deeplab-backbone resnet18)."""
 
 
+# How ``microtune segment`` shows some options (the flag is ``--`` + the field name with dashes;
+# the help text, range, choices and default come from the field: microtune.seg.options.SegOptions).
+METAVARS = {"data": "DS", "depths": "T1,T2,T3", "source_weights": "PTH", "cache_dir": "DIR",
+            "deeplab_weights": "PTH|imagenet", "split": "SPLIT", "device": "DEVICE"}
+CLI_ONLY = ("--out", "--force", "--threads", "--dry-run")   # flags that are not options of the run
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``segment`` to a ``microtune`` subparsers object."""
-    from microtune.seg.options import DEEPLAB_BACKBONES
-    from microtune.seg.run import METHODS, SegOptions
-
-    d = SegOptions(data="")
     p = subparsers.add_parser("segment", help="train/evaluate one segmentation method (HPTL or a baseline)",
                               description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", metavar="DS", required=True, help="dataset directory with masks")
+    add_option_flags(p)
     p.add_argument("--out", metavar="DIR", required=True,
                    help="output directory (created at the first result; an earlier run's results there need --force)")
     p.add_argument("--force", action="store_true", help="replace the results of an earlier run in --out")
-    p.add_argument("--method", choices=list(METHODS), default=d.method, help=f"method (default {d.method})")
-    p.add_argument("--depths", default=d.depths, metavar="T1,T2,T3",
-                   help="transfer depths in units, numbers or unit names (default 2,8,9 = conv2,score_fr,upscore2)")
-    p.add_argument("--freeze", action="store_true", help="freeze transferred units (default: retrain them)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs per trained network (default {d.epochs})")
-    p.add_argument("--batch", type=int, default=d.batch, help=f"crops per step (default {d.batch})")
-    p.add_argument("--crop", type=int, default=d.crop, help=f"training crop side in pixels (default {d.crop})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate (default {d.lr:g}, the paper's)")
-    p.add_argument("--samples-per-epoch", type=int, default=0, help="training crops per epoch (default 8 x images)")
-    p.add_argument("--l2", type=float, default=d.l2, help="L2 penalty λ (default 0; hptl-r: 0.5, the paper's)")
-    p.add_argument("--l2-mode", choices=("decay", "transfer"), default=d.l2_mode,
-                   help="decay: Σw² as in the paper; transfer: toward the transferred weights")
-    p.add_argument("--width", type=float, default=d.width, help="channel multiplier (default 1; CPU: 0.0625)")
-    p.add_argument("--channels", type=int, choices=(1, 3), default=d.channels, help="network input channels")
-    p.add_argument("--batch-norm", action="store_true", help="VGG-19-BN convs (not in the paper)")
-    p.add_argument("--dropout", type=float, default=d.dropout, help=f"dropout after fc6/fc7 (default {d.dropout})")
-    p.add_argument("--split", default=d.split, help="specimens (every 4th specimen is test) or lists:TRAIN.txt,TEST.txt")
-    p.add_argument("--subset", type=int, default=0, help="use N training images (default all)")
-    p.add_argument("--source", choices=("auto", "imagenet", "textures"), default=d.source,
-                   help="stage-1 VGG-19: ImageNet weights (file/cache) or trained on textures here")
-    p.add_argument("--source-weights", default="", metavar="PTH", help="torchvision vgg19 ImageNet state dict")
-    p.add_argument("--source-steps", type=int, default=d.source_steps, help="texture-task steps of the source VGG")
-    p.add_argument("--source-optimizer", choices=("adam", "sgd"), default=d.source_optimizer,
-                   help="texture-source optimiser (sgd: the paper's, slow from scratch)")
-    p.add_argument("--cache-dir", default="", metavar="DIR", help="cache of trained source networks")
-    p.add_argument("--deeplab-backbone", choices=DEEPLAB_BACKBONES, default=d.deeplab_backbone,
-                   help=f"DeepLabV3+ encoder (default {d.deeplab_backbone}; resnet18 for CPU runs)")
-    p.add_argument("--deeplab-weights", default=d.deeplab_weights, metavar="PTH|imagenet",
-                   help="DeepLabV3+ encoder weights: a torchvision ImageNet state dict of the backbone, or "
-                        "'imagenet' (torch hub cache, else download); default random init")
-    p.add_argument("--svm-samples", type=int, default=d.svm_samples, help="training pixels of the SVM")
-    p.add_argument("--device", default=d.device, help="auto (cuda when available), cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=_threads, default=0, metavar="N",
+                   help="torch CPU threads; >= 0 (default 0: torch's choice)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
     p.set_defaults(handler=run_segment)
+
+
+def add_option_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~microtune.seg.options.SegOptions` field, generated from the field: its
+    help text, range rule and default; each value is checked by the model as it is parsed, so a bad
+    one is a usage error (one sentence, exit status 2)."""
+    from microtune.seg.options import FIELDS, SegOptions, option_choices, option_label, option_type, range_text
+
+    defaults = SegOptions(data="")
+    for name in FIELDS:
+        info = SegOptions.__pydantic_fields__[name]
+        flag, help_text = option_label(name), info.description
+        if info.is_required():
+            parser.add_argument(flag, dest=name, metavar=METAVARS.get(name), required=True, type=_check(name, str),
+                                help=help_text)
+            continue
+        default = getattr(defaults, name)
+        kind = option_type(name)
+        if kind is bool:
+            action = "store_true" if default is False else argparse.BooleanOptionalAction
+            parser.add_argument(flag, dest=name, action=action, default=default, help=help_text)
+            continue
+        choices = option_choices(name)
+        rule = range_text(name)
+        shown = "none" if default == "" else f"{default:g}" if isinstance(default, float) else default
+        parser.add_argument(flag, dest=name, type=_check(name, kind), default=default, choices=choices or None,
+                            metavar=METAVARS.get(name) or (None if choices else "N" if kind is int else "X"),
+                            help=f"{help_text}; {rule} (default {shown})" if rule else f"{help_text} (default {shown})")
+
+
+def _check(name: str, kind: type):
+    """An argparse type: the text as ``kind``, then the model's rule for option ``name``."""
+    from microtune.seg.options import SegOptionsError, check_value
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        try:
+            check_value(name, value)
+        except SegOptionsError as exc:
+            raise argparse.ArgumentTypeError(exc.problem) from None
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its own messages
+    return convert
+
+
+def _threads(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return int(text)
 
 
 RESULT_FILES = ("options.json", "metrics.jsonl", "final.json")
@@ -86,10 +111,14 @@ RESULT_FILES = ("options.json", "metrics.jsonl", "final.json")
 
 def run_segment(args: argparse.Namespace) -> int:
     from microtune.device import select_device
-    from microtune.seg.run import check_sources, load_split, options_from_dict, run_segmentation, validate
+    from microtune.seg.options import FIELDS, SegOptionsError, make_seg_options
+    from microtune.seg.run import check_sources, load_split, run_segmentation
 
-    values = {k.replace("-", "_"): v for k, v in vars(args).items()}
-    options = validate(options_from_dict(values))
+    try:  # the rules between options and the files they name (each value was checked as it was parsed)
+        options = make_seg_options({name: getattr(args, name) for name in FIELDS})
+    except SegOptionsError as exc:  # a usage error, as when argparse refuses a value
+        print(f"microtune: error: {exc}", file=sys.stderr)
+        return 2
     if not Path(options.data).is_dir():
         raise MicrotuneError(f"--data {options.data}: not a dataset directory.")
     resolved = dataclasses.asdict(options)

@@ -107,20 +107,16 @@ def load_split(options: SegOptions):
 
 def check_sources(options: SegOptions) -> None:
     """Refuse, before any work, a stage-1 source that cannot be had: ``--source imagenet`` without
-    a VGG-19 ImageNet file, or with a width or batch norm that ImageNet weights cannot fill."""
+    a VGG-19 ImageNet file found (a missing ``--source-weights`` file, a width or batch norm that
+    ImageNet weights cannot fill are refused by :func:`validate`)."""
     if not options.method.startswith("hptl") or parse_depths(options.depths)[0] == 0:
         return
     from microtune.seg.source import find_imagenet_weights
 
-    if options.source_weights and not Path(options.source_weights).is_file():
-        raise MicrotuneError(f"--source-weights {options.source_weights}: no such file.")
     if options.source == "imagenet":
         if not options.source_weights and find_imagenet_weights() is None:
             raise MicrotuneError("--source imagenet: no VGG-19 ImageNet file found (give --source-weights "
                                  "or fill the torch hub cache).")
-        if options.width != 1.0 or options.batch_norm:
-            raise MicrotuneError("--width must be 1 and --batch-norm off to use ImageNet VGG-19 weights "
-                                 "(--source imagenet).")
 
 
 def run_segmentation(options: SegOptions, *, report: Report | None = None,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from microtune.errors import MicrotuneError
-from microtune.locks import exclusive
+from microtune.io import atomic_output, exclusive
 from microtune.seg.networks import VGG19
 
 TEXTURE_CLASSES = ("smooth-field", "rough-field", "lamellae-0", "lamellae-90", "grains", "particles")
@@ -171,7 +171,6 @@ def source_vgg(*, width: float, in_channels: int = 1, weights: str | os.PathLike
             model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
             return model.eval(), label
         model = train_texture_vgg(**train)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(cached)
+        with atomic_output(cached) as tmp:
+            torch.save(model.state_dict(), tmp)
     return model, label

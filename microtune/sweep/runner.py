@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from microtune.errors import MicrotuneError
-from microtune.sweep import space
+from microtune.io import atomic_write_json, atomic_write_text
+from microtune.sweep import families, space
+from microtune.sweep.contract import RUN_ID_KEY, TrialContext, git_sha, trial_run_name
 from microtune.sweep.spec import StudySpec, load_spec, parse_spec
-from microtune.sweep.trainable import RUN_ID_KEY, TrialContext, git_sha, run_trial
 from microtune.tracking import schema
 
 log = logging.getLogger(__name__)
@@ -61,9 +62,7 @@ class StudyRecord:
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{STUDY_FILE}.tmp"
-        tmp.write_text(json.dumps(self.__dict__, indent=1))
-        os.replace(tmp, directory / STUDY_FILE)
+        atomic_write_json(directory / STUDY_FILE, self.__dict__, indent=1)
 
     @classmethod
     def load(cls, directory: Path) -> StudyRecord:
@@ -76,7 +75,7 @@ class StudyRecord:
 # -- Tune glue ---------------------------------------------------------------------------------------
 
 class _TuneSession:
-    """:class:`microtune.sweep.trainable.Session` backed by Ray Tune."""
+    """:class:`microtune.sweep.contract.Session` backed by Ray Tune."""
 
     def __init__(self) -> None:
         from ray import tune
@@ -103,14 +102,24 @@ class _TuneSession:
         self._tune.report(metrics, checkpoint=checkpoint)
 
 
-def _trainable(config: dict[str, Any], context: TrialContext) -> None:
-    run_trial(config, context, _TuneSession())
+def _trainable(config: dict[str, Any], context: TrialContext, family: families.Family) -> None:
+    """Tune's function trainable: the Ray config → the trial's overrides → the family's trial.
+    ``family`` travels with the trainable (a family registered only in the driver reaches workers)."""
+    family.run_trial(space.trial_overrides(context.spec, config), context, _TuneSession())
+
+
+def _with_family(spec: StudySpec, context: TrialContext):
+    from ray import tune
+
+    trainable = tune.with_parameters(_trainable, context=context, family=families.get(spec.model))
+    return tune.with_resources(trainable, {"cpu": spec.cpu, "gpu": spec.gpu})
 
 
 def _progress_callback(total: int, spec: StudySpec, record: StudyRecord, spool_dir: Path | None):
     from ray.tune import Callback
 
     metric, mode = _headline(spec)
+    family = families.get(spec.model)
     tracking_uri = record.tracking_uri
 
     class Progress(Callback):
@@ -139,9 +148,8 @@ def _progress_callback(total: int, spec: StudySpec, record: StudyRecord, spool_d
                 return
             if self.best is None or (value < self.best[0] if mode == "min" else value > self.best[0]):
                 self.best = (value, trial.trial_id)
-                at = (f"kimg {result[schema.KIMG]:g}" if schema.KIMG in result else
-                      f"stage {result.get('seg_stage', '-')} epoch {result.get('seg_epoch', '-')}")
-                print(f"[{time.strftime('%H:%M:%S')}] new best {metric} {value:.4g} (trial {trial.trial_id}, {at})",
+                print(f"[{time.strftime('%H:%M:%S')}] new best {metric} {value:.4g} (trial {trial.trial_id}, "
+                      f"{family.progress(result)})",
                       flush=True)
 
         def _finish(self, trial, status: str, trials) -> None:
@@ -182,9 +190,7 @@ def _tune_state(spec: StudySpec, status: str, config: dict[str, Any], last: dict
         return "FAILED"
     if status != "TERMINATED":
         return status
-    planned = space.trial_overrides(spec, config).get("kimg", spec.train.get("kimg"))
-    reached = (last or {}).get(schema.KIMG)
-    stopped = planned is not None and reached is not None and reached < float(planned)
+    stopped = families.get(spec.model).stopped_early(spec, space.trial_overrides(spec, config), last)
     return "STOPPED" if stopped else "FINISHED"
 
 
@@ -199,9 +205,8 @@ def _study_axes(spec: StudySpec) -> list[str]:
 def _trial_record(spec: StudySpec, trial_id: str, config: dict[str, Any], last: dict[str, Any] | None,
                   state: str) -> dict[str, Any]:
     overrides = space.trial_overrides(spec, config or {})
-    name = "-".join(f"{k}={v}" for k, v in overrides.items())
-    return {"trial": trial_id, "name": f"{trial_id} {name}", "axes": overrides, "result": dict(last or {}),
-            "state": state}
+    return {"trial": trial_id, "name": trial_run_name(trial_id, overrides), "axes": overrides,
+            "result": dict(last or {}), "state": state}
 
 
 def publish_answer(tracker: Any, spec: StudySpec, record: StudyRecord, records: list[dict[str, Any]]) -> dict:
@@ -209,11 +214,12 @@ def publish_answer(tracker: Any, spec: StudySpec, record: StudyRecord, records: 
     returns :func:`microtune.tracking.dashboard.study_best`'s answer."""
     from microtune.tracking import dashboard
 
-    frame = dashboard.summary_frame(records, spec.model, _study_axes(spec))
+    view = families.get(spec.model).study_view(space.produced_metrics(spec))
+    frame = dashboard.summary_frame(records, view, _study_axes(spec))
     files = Path(record.files_dir) if record.files_dir else None
     if files is not None:
         tracker.log_table(record.parent_run_id, frame, schema.ARTIFACT_SUMMARY, files)
-    best = dashboard.study_best(frame, spec.model)
+    best = dashboard.study_best(frame, view)
     done = int(frame["state"].isin(("FINISHED", "STOPPED", "FAILED")).sum())
     metrics = {metric: value for metric, (value, _trial) in best.items()}
     metrics[schema.TRIALS_DONE] = done
@@ -230,8 +236,7 @@ def _headline(spec: StudySpec) -> tuple[str, str]:
         return spec.objectives[0].metric, spec.objectives[0].mode
     if spec.scheduler == "asha":
         return spec.scheduler_metric, spec.scheduler_mode
-    produced = space.produced_metrics(spec)
-    return ("fid", "min") if "fid" in produced or not produced else (sorted(produced)[0], "max")
+    return families.get(spec.model).default_objective
 
 
 def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concurrent: int | None,
@@ -239,8 +244,7 @@ def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concu
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    trainable = tune.with_resources(tune.with_parameters(_trainable, context=context),
-                                    {"cpu": spec.cpu, "gpu": spec.gpu})
+    trainable = _with_family(spec, context)
     scheduler: Any = FIFOScheduler()
     if spec.scheduler == "asha":
         rungs = [int(round(r * 1000)) for r in spec.rungs_kimg]
@@ -250,7 +254,11 @@ def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concu
     param_space: dict[str, Any] = {}
     num_samples = 1
     if spec.method == "grid":
-        param_space = {space.TRIAL_KEY: tune.grid_search([c[space.TRIAL_KEY] for c in space.grid_configs(spec)])}
+        # One grid variable over whole trials: Ray resolves a param space of the form
+        # {"grid_search": [...]} at the path ("config",) (ray/tune/search/variant_generator.py:
+        # _split_resolved_unresolved_values, assign_value), so each trial's config is exactly one
+        # trial's overrides, in order, and Tune names it "config=augpipe_bg_seed_0".
+        param_space = tune.grid_search(spec.grid_trials())
     else:
         search_alg, num_samples = _optuna_search(spec, record.optuna_storage, record.optuna_study)
     concurrent = max_concurrent if max_concurrent is not None else spec.max_concurrent
@@ -437,8 +445,8 @@ def _publish_view(tracker: Any, spec: StudySpec, record: StudyRecord) -> None:
     """The experiment's saved view that the study address opens (see microtune/tracking/dashboard.py)."""
     from microtune.tracking import dashboard
 
-    metrics = space.produced_metrics(spec)
-    _key, tag, value = dashboard.view_tag(record.experiment_id, spec.model, metrics, int(time.time() * 1000))
+    view = families.get(spec.model).study_view(space.produced_metrics(spec))
+    _key, tag, value = dashboard.view_tag(record.experiment_id, view, int(time.time() * 1000))
     try:
         tracker.set_experiment_tag(spec.name, tag, value)
     except MicrotuneError as exc:  # the study runs without its view; the runs page still lists it
@@ -455,9 +463,7 @@ def _log_spec(tracker: Any, spec: StudySpec, record: StudyRecord) -> None:
     text = source.read_text() if source.is_file() else yaml.safe_dump(spec.raw, sort_keys=False)
     for name, content in ((f"{spec.name}.yaml", text),
                           ("resolved_spec.json", json.dumps(spec.to_dict(), indent=1, default=str))):
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(content)
-        os.replace(tmp, folder / name)
+        atomic_write_text(folder / name, content)
     tracker.log_artifact(record.parent_run_id, folder, schema.ARTIFACT_SPEC_DIR)
 
 
@@ -479,9 +485,8 @@ def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, addre
     print(f"study {spec.name}: {spec.trial_count()} trials, results in {storage}/{spec.name}", flush=True)
     if restore:
         path = f"{storage}/{spec.name}"
-        trainable = tune.with_resources(tune.with_parameters(_trainable, context=context),
-                                        {"cpu": spec.cpu, "gpu": spec.gpu})
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable=_with_family(spec, context), resume_unfinished=True,
+                                   resume_errored=True)
         # callbacks are not part of the restored state: attach ours again
         tuner._local_tuner._run_config.callbacks = callbacks
     else:
@@ -617,8 +622,7 @@ def status_rows(name_or_path: str, *, project_dir: Path, storage: str | None = N
 
 
 def _short_config(config: dict[str, Any]) -> str:
-    values = config.get(space.TRIAL_KEY, config)
-    return " ".join(f"{k}={v}" for k, v in values.items() if not k.startswith("__"))
+    return " ".join(f"{k}={v}" for k, v in config.items() if not k.startswith("__"))
 
 
 def load_and_check(path: str, dataset: str | None = None) -> StudySpec:

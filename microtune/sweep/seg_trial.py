@@ -1,15 +1,18 @@
 """One segmentation trial (``model: hptl``): Ray config → :func:`microtune.seg.run.run_segmentation`.
 
-The counterpart of :func:`microtune.sweep.trainable.run_trial` for the HPTL study; like it, this
-module knows nothing of ``ray.tune`` (the runner hands it a :class:`~microtune.sweep.trainable.Session`).
+The family :mod:`microtune.sweep.families.segmentation` describes the study and calls
+:func:`run_seg_trial`; this module knows nothing of ``ray.tune`` (the runner hands it a
+:class:`~microtune.sweep.contract.Session`) and does not import the GAN trial.
 
 What a trial does
 
-1. Resolve its :class:`~microtune.seg.options.SegOptions`: the spec's fixed ``train`` options, the
-   trial's overrides (axes, arm and ``seed``) and the spec's dataset. Trials of one launch share a
+1. Resolve its :class:`~microtune.seg.options.SegOptions`
+   (:func:`microtune.sweep.families.segmentation.resolve_options`): the spec's fixed ``train``
+   options, the trial's overrides (axes, arm and ``seed``) and the spec's dataset. Trials of one launch share a
    cache of trained stage-1 source networks (``<metrics cache>/seg-source``) unless the spec sets
    ``cache_dir``: HPTL, HPTL-R and HPTL-2H with one seed train the texture source VGG-19 once.
-2. Open its MLflow child run: params are the options, with ``method`` = the table label
+2. Open its MLflow child run (:func:`microtune.sweep.contract.open_trial`): params are the
+   resolved options (nothing else), with ``method`` = the table label
    (``HPTL``, ``HPTL-R``, ``OTSU``, ... as :mod:`analysis.hptl_tables` groups them) and
    ``method_key`` = the option value (``hptl``, ``hptl-r``, ``otsu``, ...); tag ``model`` = the
    method key.
@@ -26,28 +29,19 @@ attempts, and the analysis, which leaves failed runs out, counts the trial once.
 from __future__ import annotations
 
 import dataclasses
-import os
-from pathlib import Path
 from typing import Any
 
-from microtune.sweep.space import trial_overrides
-from microtune.sweep.trainable import RUN_ID_KEY, Session, TrialContext
+from microtune.sweep.contract import RUN_ID_KEY, Session, TrialContext, open_trial
+from microtune.sweep.families.segmentation import resolve_options
 from microtune.tracking import schema
 
 SEG_STEP = "seg_step"          # training crops seen when a report was made (the MLflow step)
 RETRIED = "retried"            # tag "true" on an abandoned attempt's run (a later attempt has its own)
-SOURCE_CACHE = "seg-source"    # under the launch's cache directory
 
 
 def resolve_seg_options(ctx: TrialContext, overrides: dict[str, Any]):
-    """The trial's validated :class:`~microtune.seg.options.SegOptions`."""
-    from microtune.seg.options import options_from_dict, validate
-
-    spec = ctx.spec
-    values = {**spec.train, **overrides, "data": str(spec.dataset)}
-    if not values.get("cache_dir") and ctx.cache_dir:
-        values["cache_dir"] = str(Path(ctx.cache_dir) / SOURCE_CACHE)
-    return validate(options_from_dict(values))
+    """The trial's validated :class:`~microtune.seg.options.SegOptions` (with the launch's source cache)."""
+    return resolve_options(ctx.spec, overrides, cache_dir=ctx.cache_dir)
 
 
 def seg_params(options: Any, dataset_size: int) -> dict[str, Any]:
@@ -58,34 +52,29 @@ def seg_params(options: Any, dataset_size: int) -> dict[str, Any]:
     return params
 
 
-def run_seg_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
-    """Run one segmentation trial to the end; returns its final metrics."""
+def run_seg_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
+    """Run one segmentation trial (``overrides``: its axes, arm and ``seed``) to the end; returns its
+    final metrics. A retried trial starts again (see the module docstring)."""
     import torch
 
     from microtune.data.dataset import Dataset
     from microtune.device import device_name, select_device
     from microtune.seg.run import run_segmentation
-    from microtune.tracking.mlflow_io import Tracker
 
     spec = ctx.spec
-    overrides = trial_overrides(spec, config)
     options = resolve_seg_options(ctx, overrides)
     torch.set_num_threads(max(1, int(spec.cpu)))
-    trial_dir = Path(session.trial_dir())
-    trial_dir.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "worker.pid").write_text(str(os.getpid()))
-    tracker = Tracker(ctx.tracking_uri, spool_dir=trial_dir / "mlflow-spool")
-    name = f"{session.trial_id()} " + "-".join(f"{k}={v}" for k, v in overrides.items())
+    trial = open_trial(ctx, session, overrides)
+    tracker = trial.tracker
     # an earlier attempt of this trial: from this trial directory's spool, else (another node) the server
-    earlier = tracker.previous_trial_run(spec.name, name, ctx.parent_run_id)
+    earlier = tracker.previous_trial_run(spec.name, trial.name, ctx.parent_run_id)
     if earlier is None:
-        found = tracker.find_run(spec.name, {schema.TRIAL_ID: session.trial_id(), schema.PARENT_RUN_ID: ctx.parent_run_id})
+        found = tracker.find_run(spec.name, {schema.TRIAL_ID: trial.trial_id, schema.PARENT_RUN_ID: ctx.parent_run_id})
         earlier = found[0] if found else None
     run_id = tracker.start_trial_run(
-        spec.name, parent_run_id=ctx.parent_run_id, name=name, resume=False,
-        tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
-              schema.TRIAL_ID: session.trial_id(), schema.MODEL: options.method, schema.DEVICE: device_name(select_device(options.device)),
-              schema.DETECTOR: "none"},
+        spec.name, parent_run_id=ctx.parent_run_id, name=trial.name, resume=False,
+        tags=trial.tags(ctx, **{schema.MODEL: options.method, schema.DEVICE: device_name(select_device(options.device)),
+                                schema.DETECTOR: "none"}),
         params=seg_params(options, Dataset.open(spec.dataset).count),
     )
     if earlier is not None:  # a retry: close the abandoned attempt's run

@@ -1,11 +1,14 @@
 """StudySpec → what the runner hands Ray Tune: trial configurations or Optuna distributions.
 
-Plain data and Optuna only; :mod:`microtune.sweep.runner` builds the Ray objects from it.
+Plain data and Optuna only; :mod:`microtune.sweep.runner` builds the Ray objects from it. What
+depends on the model (metrics, messages, the dry-run's metrics line) is asked of its family
+(:mod:`microtune.sweep.families`).
 
 Seeds: ``tune.grid_search`` cannot be combined with OptunaSearch (DESIGN.md), so
 
-- a grid study expands every configuration × seed into one explicit list of trial configurations
-  (one ``grid_search`` over that list: order and count are exactly :meth:`StudySpec.grid_trials`);
+- a grid study expands every configuration × seed into one explicit list of trials, each trial's
+  Ray config being exactly its overrides (the runner's param space is one ``grid_search`` over
+  that list: order and count are exactly :meth:`StudySpec.grid_trials`);
 - a single-objective Optuna study repeats each sampled configuration once per seed with Ray's
   ``Repeater``, which sets ``__trial_index__``; :func:`trial_overrides` maps it to the seed;
 - a multi-objective Optuna study runs with one seed (validated in :func:`check_supported`).
@@ -13,97 +16,35 @@ Seeds: ``tune.grid_search`` cannot be combined with OptunaSearch (DESIGN.md), so
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
+from microtune.sweep import families
 from microtune.sweep.spec import Distribution, SpecError, StudySpec
-from microtune.tracking import schema
 
-TRIAL_KEY = "trial"              # grid studies: the config key holding the trial's overrides
 REPEAT_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater
 
 
 def check_supported(spec: StudySpec) -> None:
     """Refuse combinations this version cannot run, naming the field."""
+    family = families.get(spec.model)
     if spec.method == "optuna" and len(spec.objectives) > 1 and len(spec.seeds) > 1:
         raise SpecError(
             f"{spec.source}: search.seeds: a multi-objective Optuna search runs with one seed in this "
             f"version (Ray's Repeater averages a single metric); list one seed."
         )
-    produced = produced_metrics(spec)
+    produced = family.produced_metrics(spec)
     needed = [("search.objectives", o.metric) for o in spec.objectives if spec.method == "optuna"]
     if spec.scheduler == "asha":
         needed.append(("scheduler.metric", spec.scheduler_metric))
     for where, metric in needed:
-        if metric in produced:
-            continue
-        if spec.model == "hptl":
-            raise SpecError(f"{spec.source}: {where}: {metric} is not measured by segmentation trials "
-                            f"(use {' or '.join(sorted(produced))}).")
-        raise SpecError(
-            f"{spec.source}: {where}: {metric} is not measured by metrics.protocols "
-            f"({', '.join(spec.protocols) or 'none'}); add a protocol that produces it."
-        )
-    if spec.scheduler == "asha":
-        every = eval_every_kimg(spec)
-        for rung in spec.rungs_kimg:
-            ratio = rung / every
-            if abs(ratio - round(ratio)) > 1e-9:
-                raise SpecError(
-                    f"{spec.source}: scheduler.rungs_kimg: rung {rung} kimg is not a multiple of the "
-                    f"evaluation interval ({every} kimg), so ASHA would never see a metric there."
-                )
-
-
-SEG_PRODUCED = frozenset({schema.SEG_ACC, schema.SEG_MIOU})  # every segmentation trial reports these
+        if metric not in produced:
+            families.fail(spec, where, family.unmeasured(spec, metric))
+    family.check_supported(spec)
 
 
 def produced_metrics(spec: StudySpec) -> set[str]:
     """Metric keys a trial of the spec reports that objectives and schedulers may use."""
-    if spec.model == "hptl":
-        return set(SEG_PRODUCED)
-    from microtune.metrics.cache import parse_protocol
-
-    families = {parse_protocol(p).metric for p in spec.protocols}
-    return {m for f in families for m in ({"precision", "recall"} if f == "pr" else {f})}
-
-
-def eval_every_kimg(spec: StudySpec) -> float:
-    """The evaluation (and checkpoint) interval of every trial, in kimg."""
-    if spec.eval_every_kimg is not None:
-        return float(spec.eval_every_kimg)
-    return float(spec.train.get("eval_every_kimg", 1.0))
-
-
-def resolve_options(spec: StudySpec, overrides: dict[str, Any], resolution: int,
-                    label: Callable[[str], str] | None = None, arm: bool = False):
-    """The one merge of a GAN study's fixed ``train`` options and one trial's ``overrides`` (axes,
-    arm values, ``seed``) into :class:`~microtune.gan.config.TrainOptions` at ``resolution``.
-
-    Spec validation builds every grid trial through this function and so does the trial itself.
-    Evaluations and snapshots coincide (every report to Tune carries a checkpoint of that moment).
-    ``label`` names an option in messages (default: ``train.KEY``, or ``search.params.KEY`` when the
-    trial's overrides set it). ``arm``: the overrides are one of the spec's ``arms`` (written together),
-    not a cross product of separate grid axes (see ``make_options`` on ADA targets without augmentation).
-    """
-    from microtune.gan.config import make_options
-
-    every = eval_every_kimg(spec)
-    study = {k: v for k, v in spec.train.items() if k != "cfg"}
-    trial = {k: v for k, v in overrides.items() if k != "cfg"}
-    trial.update(eval_every_kimg=every, snapshot_every_kimg=every)
-    if "tick_kimg" not in trial and "tick_kimg" not in study:
-        trial["tick_kimg"] = every
-    if label is None:
-        def label(key: str) -> str:
-            return f"search.params.{key}" if key in overrides else f"train.{key}"
-    cfg = overrides.get("cfg", spec.train.get("cfg", "auto"))
-    return make_options(cfg=cfg, model=spec.model, resolution=resolution, study=study,
-                        crossed=frozenset() if arm else frozenset(spec.grid), label=label, **trial)
-
-
-def grid_configs(spec: StudySpec) -> list[dict[str, Any]]:
-    """One config per grid trial: ``{"trial": {param: value, ..., "seed": s}}``."""
-    return [{TRIAL_KEY: overrides} for overrides in spec.grid_trials()]
+    return families.get(spec.model).produced_metrics(spec)
 
 
 def optuna_distributions(spec: StudySpec) -> dict[str, Any]:
@@ -125,9 +66,10 @@ def _optuna_distribution(d: Distribution, od: Any) -> Any:
 
 
 def trial_overrides(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
-    """The training-option overrides (incl. ``seed``) of one trial from its Ray config."""
-    if TRIAL_KEY in config:
-        return dict(config[TRIAL_KEY])
+    """The training-option overrides (incl. ``seed``) of one trial from its Ray config: a grid
+    trial's config is its overrides; an Optuna trial's holds the sampled values and Ray's repeat index."""
+    if spec.method == "grid":
+        return dict(config)
     # Optuna's stepped floats carry binary noise (0.8999999999999999): keep 10 significant digits
     overrides = {k: float(f"{v:.10g}") if isinstance(v, float) else v for k, v in config.items() if k in spec.space}
     index = int(config.get(REPEAT_INDEX, 0))
@@ -137,11 +79,7 @@ def trial_overrides(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
 
 def describe(spec: StudySpec) -> list[str]:
     """Human-readable lines for ``--dry-run``: the resolved trials or the search space."""
-    if spec.model == "hptl":
-        measured = "pixel accuracy, IoU per class and mean, train/test loss, ms per image: every epoch"
-    else:
-        measured = (f"{', '.join(spec.protocols) or '(losses only)'} with detector {spec.detector}, "
-                    f"every {eval_every_kimg(spec):g} kimg")
+    measured = families.get(spec.model).describe_metrics(spec)
     head = [
         f"study      {spec.name} ({spec.model}), spec sha256 {spec.spec_hash[:12]}",
         f"dataset    {spec.dataset}",

@@ -2,14 +2,16 @@
 
 Importing this module imports neither torch nor ray. Everything a spec says is checked here,
 before any work starts; every problem is one sentence naming the file and the field, e.g.
-``sweeps/x.yaml: search.params.ada_target[2]: must be in [0, 1], got 1.2.`` Training options
-(``train``, axes, arms) are checked by the trainer's own typed model, :class:`microtune.gan.config.TrainOptions`.
+``sweeps/x.yaml: search.params.ada_target[2]: must be in [0, 1], got 1.2.`` What ``train``, the axes
+and the arms may hold is the model family's (:mod:`microtune.sweep.families`): a GAN family builds
+every trial's :class:`microtune.gan.config.TrainOptions`, the segmentation family its
+:class:`microtune.seg.options.SegOptions`.
 
 Grammar (every key optional unless marked)::
 
     name: quickstart                 # required; the MLflow experiment; letters, digits, . _ -
     description: free text
-    model: stylegan2                 # stylegan2 | dcgan | hptl
+    model: stylegan2                 # a registered model family: stylegan2 | dcgan | hptl
     dataset: path/to/dataset         # required; a prepared dataset directory (relative to the
                                      # current directory) or {path: ..., }
     train: {cfg: tiny, kimg: 4, ...} # fixed training options (microtune.gan.config.TrainOptions;
@@ -39,7 +41,7 @@ Grammar (every key optional unless marked)::
     failure: {max_retries: 3}        # retries of a failed trial, each from its last checkpoint
     tracking: {uri: null}            # null: the local MLflow server of the project
 
-``model: hptl`` (segmentation, :mod:`microtune.seg`): ``train`` and the axes are segmentation
+``model: hptl`` (segmentation, :mod:`microtune.sweep.families.segmentation`): ``train`` and the axes are segmentation
 options (``method``, ``depths``, ``epochs``, ...; the dataset needs masks); trials report
 ``seg_acc``, ``seg_miou``, the losses and ms per image every epoch; the default objective is
 ``{metric: seg_acc, mode: max}``; ``metrics`` and ASHA do not apply. Paths in ``split: lists:A,B``,
@@ -55,20 +57,28 @@ import copy
 import hashlib
 import itertools
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from microtune.errors import MicrotuneError
+from microtune.sweep import families
 
-MODELS = ("stylegan2", "dcgan", "hptl")
 SEARCH_METHODS = ("grid", "optuna")
 SAMPLERS = ("tpe", "nsga2")  # microtune/sweep/samplers.py makes them (spec stays optuna-free)
 SCHEDULERS = ("fifo", "asha")
-OBJECTIVE_METRICS = ("fid", "kid", "precision", "recall", "seg_acc", "seg_miou")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def __getattr__(name: str) -> Any:
+    """``MODELS``: the registered model families' names; ``OBJECTIVE_METRICS``: the metrics they offer
+    as objectives (read from the registry each time, so a family registered later counts)."""
+    if name == "MODELS":
+        return families.names()
+    if name == "OBJECTIVE_METRICS":
+        return families.objective_metrics()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class SpecError(MicrotuneError):
@@ -191,14 +201,13 @@ def parse_spec(data: Any, *, source: str = "<spec>", check_dataset: bool = True)
     name = v.string(root["name"], "name")
     if not _NAME.match(name):
         v.fail("name", f"{name!r} must be letters, digits, '.', '_' or '-' (at most 100 characters)")
-    model = v.choice(root.get("model", "stylegan2"), "model", MODELS)
+    model = v.choice(root.get("model", "stylegan2"), "model", families.names())
+    family = families.get(model)
     dataset = _dataset_path(v, root["dataset"])
     train = dict(v.mapping(root.get("train", {}), "train"))
-    kw: dict[str, Any] = dict(name=name, model=model, dataset=dataset, source=source, train=train,
+    kw: dict[str, Any] = dict(name=name, model=model, dataset=dataset, source=source, train=family.normalize(train),
                               description=str(root.get("description", "")), raw=copy.deepcopy(root))
-    if model == "hptl":
-        kw["train"] = _absolute_seg_paths(train)
-    kw.update(_parse_search(v, root.get("search", {}), model))
+    kw.update(_parse_search(v, root.get("search", {}), family))
     kw.update(_parse_scheduler(v, root.get("scheduler", {}), kw))
     kw.update(_parse_metrics(v, root.get("metrics", {})))
     res = v.mapping(root.get("resources", {}), "resources", allowed=("cpu", "gpu"))
@@ -221,7 +230,7 @@ def _dataset_path(v: _Validator, value: Any) -> Path:
     return Path(v.string(value, "dataset")).expanduser().absolute()
 
 
-def _parse_search(v: _Validator, data: Any, model: str) -> dict[str, Any]:
+def _parse_search(v: _Validator, data: Any, family: families.Family) -> dict[str, Any]:
     search = v.mapping(data, "search", allowed=("method", "seeds", "params", "arms", "num_samples", "sampler",
                                                  "objectives"))
     method = v.choice(search.get("method", "grid"), "search.method", SEARCH_METHODS)
@@ -238,9 +247,8 @@ def _parse_search(v: _Validator, data: Any, model: str) -> dict[str, Any]:
         out["grid"] = {k: tuple(v.sequence(vals, f"search.params.{k}", nonempty=True)) for k, vals in params.items()}
         arms = v.sequence(search.get("arms", []), "search.arms")
         out["arms"] = tuple(dict(v.mapping(arm, f"search.arms[{i}]")) for i, arm in enumerate(arms))
-        if model == "hptl":
-            out["grid"] = {k: tuple(_absolute_seg_paths({k: x})[k] for x in vals) for k, vals in out["grid"].items()}
-            out["arms"] = tuple(_absolute_seg_paths(arm) for arm in out["arms"])
+        out["grid"] = {k: tuple(family.normalize({k: x})[k] for x in vals) for k, vals in out["grid"].items()}
+        out["arms"] = tuple(family.normalize(arm) for arm in out["arms"])
         if any(arm == {} for arm in out["arms"]):
             v.fail("search.arms", "lists an empty configuration")
         return out
@@ -251,13 +259,13 @@ def _parse_search(v: _Validator, data: Any, model: str) -> dict[str, Any]:
     out["space"] = {k: _distribution(v, d, f"search.params.{k}") for k, d in params.items()}
     out["num_samples"] = v.integer(search.get("num_samples", 8), "search.num_samples", low=1)
     out["sampler"] = v.choice(search.get("sampler", "tpe"), "search.sampler", SAMPLERS)
-    default = {"metric": "seg_acc", "mode": "max"} if model == "hptl" else {"metric": "fid", "mode": "min"}
+    default = dict(zip(("metric", "mode"), family.default_objective))
     objectives = v.sequence(search.get("objectives", [default]), "search.objectives", nonempty=True)
     parsed = []
     for i, obj in enumerate(objectives):
         where = f"search.objectives[{i}]"
         obj = v.mapping(obj, where, required=("metric", "mode"), allowed=("metric", "mode"))
-        parsed.append(Objective(v.choice(obj["metric"], f"{where}.metric", OBJECTIVE_METRICS),
+        parsed.append(Objective(v.choice(obj["metric"], f"{where}.metric", families.objective_metrics()),
                                 v.choice(obj["mode"], f"{where}.mode", ("min", "max"))))
     if len({o.metric for o in parsed}) != len(parsed):
         v.fail("search.objectives", "names a metric twice")
@@ -294,8 +302,9 @@ def _parse_scheduler(v: _Validator, data: Any, kw: dict[str, Any]) -> dict[str, 
             if key in sched:
                 v.fail(f"scheduler.{key}", "applies only to type: asha")
         return out
-    out["scheduler_metric"] = v.choice(sched.get("metric", "fid"), "scheduler.metric", OBJECTIVE_METRICS)
-    out["scheduler_mode"] = v.choice(sched.get("mode", "min"), "scheduler.mode", ("min", "max"))
+    metric, mode = families.get(kw["model"]).default_objective
+    out["scheduler_metric"] = v.choice(sched.get("metric", metric), "scheduler.metric", families.objective_metrics())
+    out["scheduler_mode"] = v.choice(sched.get("mode", mode), "scheduler.mode", ("min", "max"))
     rungs = v.sequence(sched.get("rungs_kimg"), "scheduler.rungs_kimg", nonempty=True)
     rungs = tuple(v.number(r, f"scheduler.rungs_kimg[{i}]", low=0, low_open=True) for i, r in enumerate(rungs))
     if len(rungs) < 2 or any(b <= a for a, b in zip(rungs, rungs[1:])):
@@ -329,177 +338,8 @@ def _parse_metrics(v: _Validator, data: Any) -> dict[str, Any]:
 
 
 def _check_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> None:
-    """Axis values that must be checked against the model's options and the dataset."""
-    if spec.model == "hptl":
-        _check_seg_trials(v, spec, check_dataset)
-        return
-    count, resolution = _dataset_facts(v, spec.dataset, check_dataset)
-    from microtune.gan import config as gan_config
-
-    known = {f for f in gan_config.TrainOptions.__dataclass_fields__} - {"model", "resolution", "seed"}
-    _check_keys(v, spec, known, "a training option")
-    axes = dict(spec.grid) if spec.method == "grid" else {k: d.choices for k, d in spec.space.items() if d.choices}
-    for key, values in axes.items():
-        for i, value in enumerate(values):
-            _check_axis_value(v, f"search.params.{key}[{i}]", key, value, count, gan_config)
-    for i, arm in enumerate(spec.arms):
-        for key, value in arm.items():
-            _check_axis_value(v, f"search.arms[{i}].{key}", key, value, count, gan_config)
-    if spec.method == "optuna":
-        for key, d in spec.space.items():
-            if d.kind != "categorical":
-                for bound in ("low", "high"):
-                    _check_axis_value(v, f"search.params.{key}.{bound}", key, getattr(d, bound), count, gan_config)
-    for key, value in spec.train.items():
-        _check_axis_value(v, f"train.{key}", key, value, count, gan_config)
-    if resolution is not None:
-        _check_resolved_options(v, spec, resolution, gan_config)  # also the rules involving two options
-
-
-def _check_keys(v: _Validator, spec: StudySpec, known: set[str], what: str) -> None:
-    """Every key of train, the axes and the arms must be one of ``known``."""
-    for key in spec.train:
-        if key not in known:
-            v.fail(f"train.{key}", f"is not {what}")
-    for key in (spec.grid if spec.method == "grid" else spec.space):
-        if key not in known:
-            v.fail(f"search.params.{key}", f"is not {what}")
-    for i, arm in enumerate(spec.arms):
-        for key in arm:
-            if key not in known:
-                v.fail(f"search.arms[{i}].{key}", f"is not {what}")
-
-
-# Segmentation options that name files, made absolute at parse time (trials run in other directories)
-_SEG_PATH_OPTIONS = ("source_weights", "cache_dir", "deeplab_weights")
-
-
-def _absolute_seg_paths(values: dict[str, Any]) -> dict[str, Any]:
-    out = dict(values)
-    for key in _SEG_PATH_OPTIONS:
-        if isinstance(out.get(key), str) and out[key] and "://" not in out[key] and out[key] != "imagenet":
-            out[key] = os.path.abspath(os.path.expanduser(out[key]))
-    split = out.get("split")
-    if isinstance(split, str) and split.startswith("lists:"):
-        files = [os.path.abspath(os.path.expanduser(f)) if f else f for f in split[len("lists:"):].split(",")]
-        out["split"] = "lists:" + ",".join(files)
-    return out
-
-
-def _check_seg_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> None:
-    """HPTL (segmentation) studies: options are :class:`microtune.seg.options.SegOptions` fields."""
-    import dataclasses
-
-    from microtune.seg.options import SegOptions, options_from_dict, validate
-
-    if spec.protocols or spec.eval_every_kimg is not None or spec.detector != "standard":
-        v.fail("metrics", "does not apply to model: hptl (segmentation trials measure pixel accuracy, IoU, "
-                          "losses and inference time every epoch)")
-    if spec.scheduler == "asha":
-        v.fail("scheduler.type", "asha does not apply to model: hptl (a trial trains several networks in "
-                                 "stages, so its epochs are not one budget); use fifo")
-    types = {f.name: f.type for f in dataclasses.fields(SegOptions)}  # "str", "int", "float" or "bool"
-    known = set(types) - {"data", "seed"}
-    _check_keys(v, spec, known, "a segmentation option")
-    if check_dataset:
-        _dataset_facts(v, spec.dataset, True)
-        manifest = json.loads((spec.dataset / "manifest.json").read_text())
-        if not manifest.get("class_names"):
-            v.fail("dataset", f"{spec.dataset} has no masks; model: hptl needs a dataset prepared with --masks "
-                              "and --class-names")
-
-    def check_types(where: str, overrides: dict[str, Any], per_key: bool) -> None:
-        for key, value in overrides.items():
-            at = f"{where}.{key}" if per_key else where
-            kind = types[key]
-            if kind == "bool":
-                v.boolean(value, at)
-            elif kind == "int":
-                v.integer(value, at)
-            elif kind == "float":
-                v.number(value, at)
-            elif not isinstance(value, str):
-                v.fail(at, f"must be a string, got {value!r}" + (" (write depths as '2,8,9')" if key == "depths" else ""))
-
-    def check(where: str, overrides: dict[str, Any], per_key: bool = False) -> None:
-        """Refuse ``train`` + ``overrides``; ``per_key``: name ``where.KEY`` in type errors."""
-        check_types(where, overrides, per_key)
-        values = {**spec.train, **overrides}
-        try:
-            validate(options_from_dict({**values, "data": str(spec.dataset)}))
-        except MicrotuneError as exc:
-            v.fail(where, f"{overrides or 'the fixed options'} are invalid: {exc}")
-        split = values.get("split", "")
-        if check_dataset and isinstance(split, str) and split.startswith("lists:"):  # files on this machine
-            for f in split[len("lists:"):].split(","):
-                if not Path(f).is_file():
-                    v.fail(where, f"split list {f} does not exist")
-
-    check("train", spec.train, per_key=True)
-    if spec.method == "grid":
-        for key, values in spec.grid.items():
-            for i, value in enumerate(values):
-                check(f"search.params.{key}[{i}]", {key: value})
-        for i, arm in enumerate(spec.arms):
-            check(f"search.arms[{i}]", arm, per_key=True)
-        for config in spec.grid_configurations():
-            check("search.params", config)
-        return
-    for key, d in spec.space.items():
-        values = d.choices if d.kind == "categorical" else (d.low, d.high)
-        for i, value in enumerate(values):
-            check(f"search.params.{key}" + (f"[{i}]" if d.kind == "categorical" else f".{('low', 'high')[i]}"),
-                  {key: int(value) if d.kind == "int" else value})
-
-
-def _check_axis_value(v: _Validator, where: str, key: str, value: Any, count: int | None, gan_config: Any) -> None:
-    """One value on its own, through the same typed model as the trainer (type and range rule)."""
-    try:
-        gan_config.check_value(key, value)
-    except gan_config.OptionsError as exc:
-        v.fail(where, exc.problem)
-    if key == "subset" and value is not None and count is not None and value > count:
-        v.fail(where, f"a subset of {value} images is larger than the dataset's {count} images")
-
-
-def _check_resolved_options(v: _Validator, spec: StudySpec, resolution: int, gan_config: Any) -> None:
-    """Build every configuration's options (cheap, no torch) through the function the trials use,
-    so that a bad combination is refused now; messages name the YAML path of the value."""
-    from microtune.sweep.space import resolve_options
-
-    seed = {"seed": spec.seeds[0]}
-    if spec.method == "grid":
-        configs = spec.grid_configurations()
-        first_arm = len(configs) - len(spec.arms)
-        cases = [(c, i >= first_arm, f"search.arms[{i - first_arm}]" if i >= first_arm else "search.params")
-                 for i, c in enumerate(configs)]
-    else:
-        cases = [({}, False, "search.params")]
-    for config, arm, where in cases:
-        def label(key: str, config=config, where=where) -> str:
-            return f"{where}.{key}" if key in config else f"train.{key}"
-
-        try:
-            resolve_options(spec, {**config, **seed}, resolution, label=label, arm=arm)
-        except gan_config.OptionsError as exc:
-            combination = f" (in the configuration {config})" if exc.field in config and not arm else ""
-            v.fail(label(exc.field), exc.problem + combination)
-        except MicrotuneError as exc:
-            v.fail("dataset", str(exc))
-
-
-def _dataset_facts(v: _Validator, path: Path, check: bool) -> tuple[int | None, int | None]:
-    if not check:
-        return None, None
-    manifest = path / "manifest.json"
-    if not manifest.is_file():
-        v.fail("dataset", f"{path} is not a prepared dataset (no manifest.json); run 'microtune data prepare' first")
-    try:
-        data = json.loads(manifest.read_text())
-        return int(data["count"]), int(data["resolution"])
-    except (OSError, ValueError, KeyError, TypeError):
-        v.fail("dataset", f"{manifest} is unreadable")
-        raise AssertionError  # unreachable
+    """``train``, the axes and the arms, checked by the model family (every trial's options built)."""
+    families.check_spec(spec, check_dataset=check_dataset)
 
 
 class _Validator:

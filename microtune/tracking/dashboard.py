@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from microtune.tracking import schema
@@ -38,6 +39,18 @@ VIEW_NAME = "microtune study"
 EXPERIMENT_TAG_LIMIT = 5000                   # MLflow's limit on an experiment tag's value
 # Runs a chart draws (MLflow's default is 10): the trials of a study plus its parent runs.
 CHART_RUNS = 100
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What a study's view charts and its summary table shows. The study's model family supplies it
+    (``study_view(metrics)`` in :mod:`microtune.sweep.families`); this module names no family."""
+
+    curves: tuple[str, ...]                     # metrics charted per run against ``x_metric``
+    bars: tuple[str, ...]                       # best values, one bar per run
+    x_metric: str | None                        # the x axis metric (e.g. kimg); None: the step
+    answer: tuple[tuple[str, str], ...]         # (metric, "min"|"max") summarising a trial and the study
+    progress: str | None = None                 # a result column showing how far a trial got (e.g. kimg)
 
 
 def view_key(experiment_id: str) -> str:
@@ -61,22 +74,9 @@ def _bar(uuid_: str, section: str, metric: str, runs: int) -> dict:
             "runsCountToCompare": runs, "metricKey": metric, "displayName": metric}
 
 
-def study_charts(model: str, metrics: Iterable[str]) -> tuple[list[str], list[str], str | None]:
-    """(curves, bars, x metric) charted for a study of ``model`` that logs ``metrics``."""
-    metrics = set(metrics)
-    if model == "hptl":
-        curves = [m for m in (schema.SEG_ACC, schema.SEG_MIOU, schema.SEG_TEST_LOSS) if m in metrics]
-        return curves, [m for m in (schema.SEG_ACC, schema.SEG_MIOU) if m in metrics], None
-    curves = [m for m in (schema.FID, schema.RECALL, schema.PRECISION, schema.KID) if m in metrics]
-    bars = [m for m, src in ((schema.BEST_FID, schema.FID), (schema.BEST_RECALL, schema.RECALL)) if src in metrics]
-    if not curves:
-        curves = [schema.LOSS_G, schema.LOSS_D]
-    return curves, bars, schema.KIMG
-
-
-def view_state(model: str, metrics: Iterable[str]) -> dict:
+def view_state(view: StudyView) -> dict:
     """The runs page's state (search settings + UI state) of a study's saved view."""
-    curves, bars, x_metric = study_charts(model, metrics)
+    curves, bars, x_metric = view.curves, view.bars, view.x_metric
     section, rest, system = (uuid.uuid5(uuid.NAMESPACE_URL, f"microtune:section:{n}").hex
                              for n in ("study", "model", "system"))
     charts = [_line(uuid.uuid5(uuid.NAMESPACE_URL, f"microtune:line:{m}").hex, section, m, x_metric, CHART_RUNS)
@@ -106,11 +106,11 @@ def view_state(model: str, metrics: Iterable[str]) -> dict:
     }
 
 
-def view_tag(experiment_id: str, model: str, metrics: Iterable[str], now_ms: int) -> tuple[str, str, str]:
+def view_tag(experiment_id: str, view: StudyView, now_ms: int) -> tuple[str, str, str]:
     """(share key, tag key, tag value) of the study's saved view."""
     key = view_key(experiment_id)
     value = json.dumps({"name": VIEW_NAME, "createdAt": now_ms, "updatedAt": now_ms,
-                        "state": json.dumps(view_state(model, metrics), separators=(",", ":"))},
+                        "state": json.dumps(view_state(view), separators=(",", ":"))},
                        separators=(",", ":"))
     if len(value) > EXPERIMENT_TAG_LIMIT:  # a programming error: the state is a fixed, small structure
         raise ValueError(f"the saved view is {len(value)} characters; MLflow keeps at most {EXPERIMENT_TAG_LIMIT}")
@@ -145,30 +145,19 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str, artifact: str | 
 
 
 # -- the study's answer on its parent run -------------------------------------------------------------
-# Per model: the trial summary's best-value columns and how the study's best is chosen.
-ANSWER_METRICS = {
-    "hptl": ((schema.SEG_ACC, "max"), (schema.SEG_MIOU, "max")),
-    None: ((schema.BEST_FID, "min"), (schema.BEST_RECALL, "max")),
-}
-
-
-def answer_metrics(model: str) -> tuple[tuple[str, str], ...]:
-    """((metric, "min"|"max"), ...) that summarise a trial of ``model`` and the study."""
-    return ANSWER_METRICS.get(model, ANSWER_METRICS[None])
-
-
-def summary_frame(records: Iterable[dict], model: str, axes: Iterable[str]):
+def summary_frame(records: Iterable[dict], view: StudyView, axes: Iterable[str]):
     """The study's summary table: one row per trial.
 
     ``records``: dicts with ``trial`` (id), ``name`` (the trial run's name), ``axes`` (the trial's
     overrides incl. ``seed``), ``result`` (Tune's last result: best-so-far values, ``kimg``), and
     ``state`` (FINISHED, STOPPED, FAILED, RUNNING, PENDING). Columns: ``trial``, the axes, the
-    best values (:func:`answer_metrics`), ``kimg`` (GAN studies), ``state``, ``run``.
+    best values (``view.answer``), the progress column (``view.progress``, e.g. ``kimg``), ``state``, ``run``.
     """
     import pandas as pd
 
     axes = list(axes)
-    metrics = [m for m, _ in answer_metrics(model)]
+    metrics = [m for m, _ in view.answer]
+    progress = [view.progress] if view.progress else []
     rows = []
     for rec in records:
         result, row = rec.get("result") or {}, {"trial": rec["trial"]}
@@ -178,20 +167,20 @@ def summary_frame(records: Iterable[dict], model: str, axes: Iterable[str]):
         for metric in metrics:
             value = result.get(metric)
             row[metric] = float(value) if value is not None else None
-        if model != "hptl":
-            row[schema.KIMG] = result.get(schema.KIMG)
+        for column in progress:
+            row[column] = result.get(column)
         row["state"] = rec.get("state", "")
         row["run"] = rec.get("name") or ""
         rows.append(row)
-    columns = ["trial", *axes, *metrics, *([schema.KIMG] if model != "hptl" else []), "state", "run"]
+    columns = ["trial", *axes, *metrics, *progress, "state", "run"]
     return pd.DataFrame(rows, columns=columns).sort_values("trial", kind="stable").reset_index(drop=True)
 
 
-def study_best(frame, model: str) -> dict[str, tuple[float, str]]:
+def study_best(frame, view: StudyView) -> dict[str, tuple[float, str]]:
     """metric -> (the study's best value, the trial that reached it), over trials that did not fail."""
     ok = frame[frame["state"] != "FAILED"]
     best = {}
-    for metric, mode in answer_metrics(model):
+    for metric, mode in view.answer:
         values = ok[metric].dropna() if metric in ok else []
         if len(values):
             index = values.idxmin() if mode == "min" else values.idxmax()

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from microtune.errors import MicrotuneError
+from microtune.io import atomic_output
 from microtune.tracking import schema
 from microtune.tracking.server import LocalServer, ensure_local_server, find_local_server, health_ok  # noqa: F401
 from microtune.tracking.spool import SPOOL_FILENAME, Spool, find_spools  # noqa: F401
@@ -207,9 +208,8 @@ class Tracker:
             raise MicrotuneError(f"an MLflow table artifact must end in .json, got {artifact_file!r}.")
         path = Path(local_dir) / artifact_file
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        frame.to_json(tmp, orient="split", index=False, date_format="iso")
-        os.replace(tmp, path)
+        with atomic_output(path) as tmp:
+            frame.to_json(tmp, orient="split", index=False, date_format="iso")
         parent = os.path.dirname(artifact_file) or None
         self.log_artifact(run_id, path, parent)
         self.set_tags(run_id, {schema.LOGGED_ARTIFACTS: json.dumps([{"path": artifact_file, "type": "table"}])})

@@ -21,6 +21,8 @@ ADA_P = "ada_p"
 ADA_RT = "ada_rt"
 LOSS_G = "loss_G"
 LOSS_D = "loss_D"
+LOSS_PL = "loss_pl"                     # path-length penalty, at ticks where it was computed (StyleGAN2)
+LOSS_R1 = "loss_r1"                     # R1 penalty, at ticks where it was computed
 SEC_PER_KIMG = "sec_per_kimg"
 KIMG = "kimg"
 SEG_ACC = "seg_acc"
@@ -30,6 +32,7 @@ SEG_TEST_LOSS = "seg_test_loss"
 SEG_INFER_MS = "seg_infer_ms"
 SEG_MAJORITY = "seg_majority"            # test pixels of the most frequent class: a constant model's accuracy
 SEG_NEAR_MAJORITY = "seg_near_majority"  # 1.0 when seg_acc <= seg_majority + 0.01 (no result), else 0.0
+SEG_IOU_PREFIX = "seg_iou_"             # + class name: IoU of one class
 BEST_FID = "best_fid"
 BEST_RECALL = "best_recall"
 TRIAL_SECONDS = "trial_seconds"        # wall-clock seconds the trial has trained

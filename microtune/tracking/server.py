@@ -21,7 +21,6 @@ This module runs the ``mlflow`` command line; it does not import the mlflow pack
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from microtune.errors import MicrotuneError
+from microtune.io import atomic_write_json, exclusive
 
 STATE_DIR = ".microtune"
 RECORD_NAME = "mlflow-server.json"
@@ -150,7 +150,7 @@ def ensure_local_server(
     state.mkdir(parents=True, exist_ok=True)
     record_path = state / RECORD_NAME
     backend = "sqlite:///" + str(project / DB_NAME)  # absolute path: four slashes in total
-    with _locked(state / (RECORD_NAME + ".lock")):
+    with exclusive(state / (RECORD_NAME + ".lock")):
         found = _reusable(record_path, backend, port)
         if found is not None:
             return found
@@ -213,20 +213,8 @@ def _start(project: Path, record_path: Path, backend: str, port: int | None, hos
         time.sleep(0.25)
     record = {"uri": uri, "pid": process.pid, "port": port, "host": host, "backend_store_uri": backend,
               "artifacts_destination": str(artifacts), "log": str(log_path), "started_at": time.time()}
-    tmp = record_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, record_path)
+    atomic_write_json(record_path, record, indent=2)
     return server
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -12,13 +12,12 @@ that MLflow's store drops (its primary key is key, step, timestamp, value); a ru
 a tag holding its key, and a replayed creation looks that tag up before creating anything.
 
 One process writes a spool at a time (a trial writes its own in its trial directory); appends
-take an exclusive ``flock`` so that a ``sync`` beside a writer cannot interleave partial lines.
+take an exclusive lock on the file (:func:`microtune.io.exclusive`) so that a ``sync`` beside a writer cannot interleave partial lines.
 A line cut short by a crash is skipped with a warning when the file is read again.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import threading
@@ -26,6 +25,8 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+
+from microtune.io import exclusive
 
 SPOOL_FILENAME = "mlflow_spool.jsonl"
 
@@ -107,16 +108,10 @@ class Spool:
         if self.path is None:
             return
         data = b"".join(line + b"\n" for line in lines)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)  # closing releases the lock
+        with exclusive(self.path) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _dump(item: dict) -> bytes:

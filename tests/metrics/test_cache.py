@@ -46,7 +46,23 @@ def test_hit_does_not_recompute_and_round_trips(tmp_path):
     np.testing.assert_array_equal(first.cov, second.cov)
     assert second.count == 10
     files = sorted(p.name for p in (tmp_path / "real-stats").iterdir())
-    assert len([f for f in files if f.endswith(".npz")]) == 1 and not [f for f in files if f.endswith(".tmp")]
+    # one entry and its lock file; no hidden temporary file (.NAME.tmp-*) left behind
+    assert len([f for f in files if f.endswith(".npz")]) == 1 and not [f for f in files if f.startswith(".")]
+
+
+def test_entries_are_readable_like_any_file_the_user_creates(tmp_path):
+    """An entry gets 0666 minus the umask (what open() gives), not mkstemp's 0600, so a cache on a
+    shared file system serves the whole group (it was written 0600 before microtune.io)."""
+    old = os.umask(0o022)
+    try:
+        key = StatisticsCache.key("a" * 64, "random-seed:0", "b" * 64, 50_000)
+        cache = StatisticsCache(tmp_path)
+        cache.get_or_compute(key, "random-conv", _stats)
+        entry = cache.path_for(key, "random-conv")
+        assert entry.stat().st_mode & 0o777 == 0o644
+        assert entry.with_suffix(".lock").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_different_detector_or_dataset_is_a_different_entry(tmp_path):

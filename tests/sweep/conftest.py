@@ -132,3 +132,36 @@ def write_seg_spec(project: Path, name: str, dataset: Path, **overrides) -> Path
     path = project / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+# -- finished studies shared by the tests that only read them (one launch each per session) --------
+
+@pytest.fixture(scope="session")
+def dash_study(sweep_project, sweep_server) -> dict:
+    """One launch of a 2 × 2 grid (augpipe none/bg × seeds 0, 1, like ``make demo``'s quickstart; the
+    seeds make the curves differ at 0.2 kimg, where ADA has not augmented yet), with the analysis at
+    the end: its log and record. Read by tests/sweep/test_dashboard.py and test_sweep_e2e.py."""
+    spec = write_spec(sweep_project, "dash", search={"method": "grid", "seeds": [0, 1],
+                                                     "params": {"augpipe": ["none", "bg"]}})
+    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="dash.log", timeout=600)
+    assert rc == 0, log
+    return {"log": log, "record": study_record(sweep_project, "dash"), "uri": sweep_server.uri}
+
+
+@pytest.fixture(scope="session")
+def pareto_study(sweep_project, sweep_server) -> dict:
+    """One launch of a multi-objective Optuna study (NSGA-II, 3 samples of r_t × augpipe, fid and
+    recall) kept in an Optuna storage of the project: its log, record and storage URL.
+    Read by tests/sweep/test_sweep_e2e.py and test_dashboard.py."""
+    spec = write_spec(
+        sweep_project, "pareto",
+        search={"method": "optuna", "sampler": "nsga2", "seeds": [0], "num_samples": 3,
+                "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9}, "augpipe": ["bg", "bgc"]},
+                "objectives": [{"metric": "fid", "mode": "min"}, {"metric": "recall", "mode": "max"}]},
+        train={"kimg": 0.1},
+    )
+    storage = "sqlite:///" + str(sweep_project / "studies.db")
+    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", "--optuna-storage", storage,
+                      log_name="pareto.log")
+    assert rc == 0, log
+    return {"log": log, "record": study_record(sweep_project, "pareto"), "uri": sweep_server.uri, "storage": storage}

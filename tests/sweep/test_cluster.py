@@ -1,7 +1,7 @@
 """A real two-node Ray cluster on this machine (two `ray start` processes with their own temp dir,
 ports and token): `ray job submit` of a study, and a study that loses its worker node.
 
-Everything started here is stopped by PID (see :class:`microtune.sweep.localcluster.LocalCluster`);
+Everything started here is stopped by PID (see :class:`tools.localcluster.LocalCluster`);
 nothing else on the machine is touched.
 """
 
@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from microtune.sweep.localcluster import RAY, LocalCluster
 from microtune.tracking import mlflow_io, schema
 from tests.sweep.conftest import killed_on_exit, run_cli, start_cli, wait_for, write_spec
+from tools.localcluster import RAY, LocalCluster
 
 @pytest.fixture(scope="module")
 def cluster():

@@ -1,8 +1,9 @@
 """The dashboard review step: the address a launch prints opens the study in MLflow's UI with its
 trials listed and FID charted against kimg, and the parent run holds the study's answer.
 
-A real tiny study (augpipe × seed, 4 trials of 0.2 kimg, like ``make demo``'s 2 × 2 quickstart) runs
-with a real MLflow server on 127.0.0.1; the page is rendered by headless Chromium (skipped where
+A real tiny study (augpipe × seed, 4 trials of 0.2 kimg, like ``make demo``'s 2 × 2 quickstart: the
+session's ``dash_study`` of tests/sweep/conftest.py, which test_sweep_e2e.py reads too) runs with a real
+MLflow server on 127.0.0.1; the page is rendered by headless Chromium (skipped where
 there is none: Debian's ``apt-get install chromium``). The screenshot is kept in tests/output/.
 """
 
@@ -20,8 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from microtune.sweep import families
 from microtune.tracking import dashboard, mlflow_io, schema
-from tests.sweep.conftest import run_cli, study_record, write_spec
+from tests.sweep.conftest import run_cli, write_spec
 
 OUTPUT = Path(__file__).resolve().parents[1] / "output"
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
@@ -30,14 +32,9 @@ UI_BUNDLE = Path(__import__("mlflow").__file__).parent / "server" / "js" / "buil
 
 
 @pytest.fixture(scope="module")
-def study(sweep_project, sweep_server):
-    """One launch of a 2 × 2 grid (augpipe none/bg × seeds 0, 1; seeds make the curves differ at
-    0.2 kimg, where ADA has not augmented yet): its log and record."""
-    spec = write_spec(sweep_project, "dash", search={"method": "grid", "seeds": [0, 1],
-                                                     "params": {"augpipe": ["none", "bg"]}})
-    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="dash.log", timeout=600)
-    assert rc == 0, log
-    return {"log": log, "record": study_record(sweep_project, "dash"), "uri": sweep_server.uri}
+def study(dash_study):
+    """The 2 × 2 grid launch (augpipe none/bg × seeds 0, 1) the session shares: its log and record."""
+    return dash_study
 
 
 def _chromium(url: str, *args: str, timeout: float = 120) -> str:
@@ -75,7 +72,7 @@ def test_view_uses_what_the_installed_mlflow_ui_reads():
                  '"machine_learning"', 'e.MACHINE_LEARNING="machine_learning"'):
         assert name in bundle, name
     persisted = re.search(r'\["selectedColumns",[^\]]*\]', bundle).group(0)  # the UI state a saved view restores
-    state = dashboard.view_state("stylegan2", {"fid", "recall", "precision"})
+    state = dashboard.view_state(families.get("stylegan2").study_view({"fid", "recall", "precision"}))
     search_keys = {"searchFilter", "orderByKey", "orderByAsc", "startTime", "lifecycleFilter", "datasetsFilter"}
     for key in set(state) - search_keys:
         assert f'"{key}"' in persisted, key
@@ -85,9 +82,10 @@ def test_view_uses_what_the_installed_mlflow_ui_reads():
     assert [c["metricKey"] for c in curves] == ["fid", "recall", "precision"]
     assert {(c["xAxisKey"], c["selectedXAxisMetricKey"]) for c in curves} == {("metric", "kimg")}
     assert state["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": schema.ROLE}]
-    key, tag, value = dashboard.view_tag("7", "stylegan2", {"fid", "recall"}, 0)
+    view = families.get("stylegan2").study_view({"fid", "recall"})
+    key, tag, value = dashboard.view_tag("7", view, 0)
     assert tag == "mlflow.sharedViewState." + key and len(value) <= dashboard.EXPERIMENT_TAG_LIMIT
-    assert json.loads(json.loads(value)["state"]) == dashboard.view_state("stylegan2", {"fid", "recall"})
+    assert json.loads(json.loads(value)["state"]) == dashboard.view_state(view)
     url = dashboard.study_url("http://127.0.0.1:5000/", "7")
     assert url == (f"http://127.0.0.1:5000/#/experiments/7/runs?viewStateShareKey={key}"
                    "&compareRunsMode=CHART&workflowType=machine_learning")
@@ -175,27 +173,25 @@ def test_parent_run_holds_the_studys_answer(study, sweep_project, tmp_path, requ
     assert f"MLflow study view: {dashboard.study_url(uri, record['experiment_id'])}" in status
 
 
-def test_optuna_study_is_kept_in_an_optuna_storage(sweep_project, sweep_server):
+def test_optuna_study_is_kept_in_an_optuna_storage(pareto_study):
+    """The session's multi-objective Optuna study (tests/sweep/conftest.py), launched with
+    ``--optuna-storage``: Optuna's own storage holds what each trial reported."""
     import optuna
 
-    spec = write_spec(sweep_project, "dash_optuna", train={"kimg": 0.1},
-                      search={"method": "optuna", "sampler": "tpe", "seeds": [0], "num_samples": 3,
-                              "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9}},
-                              "objectives": [{"metric": "fid", "mode": "min"}]})
-    storage = "sqlite:///" + str(sweep_project / "studies.db")
-    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", "--optuna-storage", storage,
-                      "--no-report", log_name="dash-optuna.log")
-    assert rc == 0, log
-    record = study_record(sweep_project, "dash_optuna")
+    log, record, storage, uri = pareto_study["log"], pareto_study["record"], pareto_study["storage"], pareto_study["uri"]
     assert record["optuna_storage"] == storage and f"optuna-dashboard {storage}" in log
     ot = optuna.load_study(study_name=record["optuna_study"], storage=storage)
     done = [t for t in ot.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    runs = mlflow_io.load_runs(sweep_server.uri, "dash_optuna", launch="latest")
+    runs = mlflow_io.load_runs(uri, "pareto", launch="latest")
     assert len(done) == 3 and len(runs) == 3
-    # what OptunaSearch told Optuna: each trial's last fid, at the r_t it sampled
-    assert sorted(t.value for t in done) == pytest.approx(sorted(runs["metrics.fid"]))
-    assert sorted(t.params["ada_target"] for t in done) == pytest.approx(sorted(runs["params.ada_target"].astype(float)))
-    parent = mlflow_io.load_runs(sweep_server.uri, "dash_optuna", role="study").set_index("run_id").loc[record["parent_run_id"]]
+    # what OptunaSearch told Optuna: each trial's last fid and recall (the two objectives), at the
+    # r_t and augpipe it sampled, trial by trial
+    told = sorted((t.values[0], t.values[1], t.params["ada_target"], t.params["augpipe"]) for t in done)
+    logged = sorted(zip(runs["metrics.fid"], runs["metrics.recall"], runs["params.ada_target"].astype(float),
+                        runs["params.augpipe"]))
+    assert [row[3] for row in told] == [row[3] for row in logged]
+    assert [x for row in told for x in row[:3]] == pytest.approx([x for row in logged for x in row[:3]])
+    parent = mlflow_io.load_runs(uri, "pareto", role="study").set_index("run_id").loc[record["parent_run_id"]]
     assert parent[f"tags.{schema.OPTUNA_STORAGE}"] == storage and parent[f"tags.{schema.OPTUNA_STUDY}"] == record["optuna_study"]
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from microtune.data.dataset import Dataset, DatasetWriter
-from microtune.sweep import space, trainable
+from microtune.sweep import families, space
 from microtune.sweep.spec import load_spec
 from tests.conftest import microtune_cmd
 
@@ -47,8 +47,8 @@ def _controllers(spec_path: Path):
     spec = load_spec(spec_path)
     resolution = Dataset.open(spec.dataset).resolution
     out = []
-    for config in space.grid_configs(spec):  # what the runner hands to Ray, one per trial
-        options = trainable.resolve_options(spec, space.trial_overrides(spec, config), resolution)
+    for config in spec.grid_trials():  # what the runner hands to Ray, one per trial
+        options = families.get(spec.model).resolve_options(spec, space.trial_overrides(spec, config), resolution=resolution)
         ada = build_state(options, torch.device("cpu")).ada
         out.append((options.augpipe, ada.target, float(ada.p)))
     return out

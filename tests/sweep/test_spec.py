@@ -89,7 +89,7 @@ def test_grid_expands_configurations_times_seeds(big_dataset):
     trials = spec.grid_trials()
     assert trials == [{"augpipe": "bg", "ada_target": 0.5, "seed": 0}, {"augpipe": "bg", "ada_target": 0.5, "seed": 1},
                       {"augpipe": "bg", "ada_target": 0.6, "seed": 0}, {"augpipe": "bg", "ada_target": 0.6, "seed": 1}]
-    assert space.trial_overrides(spec, space.grid_configs(spec)[3]) == trials[3]
+    assert space.trial_overrides(spec, trials[3]) == trials[3]  # a grid trial's Ray config is its overrides
 
 
 def test_optuna_space_and_seed_repeats(big_dataset):
@@ -169,7 +169,7 @@ def test_bad_specs_name_the_field(big_dataset, path, value, phrase):
 
 
 def test_ada_target_without_augmentation_is_refused_or_resolved_to_none(big_dataset):
-    from microtune.sweep.space import resolve_options
+    from microtune.sweep.families.gan import resolve_options
 
     data = base(big_dataset)
     data["train"]["augpipe"] = "none"

@@ -8,8 +8,7 @@ import signal
 import numpy as np
 
 from microtune.tracking import mlflow_io, schema
-from tests.sweep.conftest import (checkpoints, killed_on_exit, run_cli, start_cli, study_record, wait_for,
-                                  write_spec)
+from tests.sweep.conftest import checkpoints, killed_on_exit, run_cli, start_cli, wait_for, write_spec
 
 
 def trial_runs(uri: str, name: str):
@@ -21,31 +20,29 @@ def curve(uri: str, name: str, run_id: str, key: str) -> np.ndarray:
     return hist.sort_values("step")["step"].to_numpy()
 
 
-def test_two_trial_sweep_logs_parent_and_child_runs(sweep_project, sweep_server):
-    spec = write_spec(sweep_project, "two")
-    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="two.log")
-    assert rc == 0, log
+def test_grid_sweep_logs_parent_and_child_runs(dash_study, sweep_project, sweep_server):
+    """The session's 2 × 2 grid launch (augpipe none/bg × seeds 0, 1; tests/sweep/conftest.py)."""
+    log, record = dash_study["log"], dash_study["record"]
     assert f"MLflow UI: {sweep_server.uri}" in log          # reused the project's server
-    assert "2/2 trials finished" in log
-    record = study_record(sweep_project, "two")
+    assert "4/4 trials finished" in log
     assert record["tracking_uri"] == sweep_server.uri
-    runs = trial_runs(sweep_server.uri, "two")
-    assert len(runs) == 2
+    runs = trial_runs(sweep_server.uri, "dash")
+    assert len(runs) == 4
     assert set(runs["parent_run_id"]) == {record["parent_run_id"]}
-    assert sorted(runs["params.augpipe"]) == ["bg", "none"]
+    assert sorted(zip(runs["params.augpipe"], runs["params.seed"])) == [("bg", "0"), ("bg", "1"), ("none", "0"), ("none", "1")]
     assert set(runs["status"]) == {"FINISHED"}
     assert set(runs[f"tags.{schema.DETECTOR}"]) == {"random-seed:0"}
-    parents = mlflow_io.load_runs(sweep_server.uri, "two", role="study")
+    parents = mlflow_io.load_runs(sweep_server.uri, "dash", role="study")
     assert record["parent_run_id"] in set(parents["run_id"])
     for run_id in runs["run_id"]:
-        fid_steps = curve(sweep_server.uri, "two", run_id, schema.FID)
-        recall_steps = curve(sweep_server.uri, "two", run_id, schema.RECALL)
+        fid_steps = curve(sweep_server.uri, "dash", run_id, schema.FID)
+        recall_steps = curve(sweep_server.uri, "dash", run_id, schema.RECALL)
         # evaluations every 0.1 kimg up to 0.2 kimg, batch 16: at nimg 112 and 208
         assert list(fid_steps) == [112, 208] and list(recall_steps) == [112, 208]
         artifacts = mlflow_io.list_artifacts(sweep_server.uri, run_id, "checkpoints")
         assert {"checkpoints/final.pt", "checkpoints/best.pt"} <= set(artifacts)
-    status = run_cli(sweep_project, "sweep", "status", "two", log_name="two-status.log")[1]
-    assert status.count("TERMINATED") == 2
+    status = run_cli(sweep_project, "sweep", "status", "dash", log_name="dash-status-e2e.log")[1]
+    assert status.count("TERMINATED") == 4
 
 
 def test_killed_trial_is_retried_from_its_checkpoint(sweep_project, sweep_server):
@@ -130,16 +127,8 @@ def test_optuna_search_repeats_seeds_under_asha(sweep_project, sweep_server):
         assert (status, kimg) in {("FINISHED", 0.208), ("STOPPED", 0.112)}, (status, kimg)
 
 
-def test_multi_objective_optuna_search(sweep_project, sweep_server):
-    spec = write_spec(
-        sweep_project, "pareto",
-        search={"method": "optuna", "sampler": "nsga2", "seeds": [0], "num_samples": 3,
-                "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9}, "augpipe": ["bg", "bgc"]},
-                "objectives": [{"metric": "fid", "mode": "min"}, {"metric": "recall", "mode": "max"}]},
-        train={"kimg": 0.1},
-    )
-    rc, log = run_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="pareto.log")
-    assert rc == 0, log
+def test_multi_objective_optuna_search(pareto_study, sweep_server):
+    """The session's NSGA-II study of fid and recall over r_t × augpipe (tests/sweep/conftest.py)."""
     runs = trial_runs(sweep_server.uri, "pareto")
     assert len(runs) == 3 and set(runs["status"]) == {"FINISHED"}
     assert runs["metrics.best_fid"].notna().all() and runs["metrics.best_recall"].notna().all()

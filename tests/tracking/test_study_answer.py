@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from microtune.errors import MicrotuneError
+from microtune.sweep import families
 from microtune.tracking import dashboard, schema
 from microtune.tracking.mlflow_io import Tracker
 
@@ -44,7 +45,7 @@ def test_log_table_replaces_and_mlflow_reads_it_as_a_table(store, tmp_path, requ
 def test_view_tag_round_trips_through_an_experiment_tag(store):
     tracker = Tracker(store)
     exp = tracker.ensure_experiment("s")
-    key, tag, value = dashboard.view_tag(exp, "stylegan2", {"fid", "recall"}, 1000)
+    key, tag, value = dashboard.view_tag(exp, families.get("stylegan2").study_view({"fid", "recall"}), 1000)
     tracker.set_experiment_tag("s", tag, value)
     from mlflow.tracking import MlflowClient
 
@@ -65,12 +66,13 @@ def test_summary_and_best_of_a_study():
          "result": {"best_fid": 5.0, "best_recall": 0.90, "kimg": 0.1}, "state": "FAILED"},
         {"trial": "t3", "name": "t3", "axes": {"augpipe": "bgc", "seed": 1}, "result": {}, "state": "PENDING"},
     ]
-    frame = dashboard.summary_frame(records, "stylegan2", ["augpipe", "seed"])
+    gan, seg_view = families.get("stylegan2").study_view({"fid", "recall"}), families.get("hptl").study_view(set())
+    frame = dashboard.summary_frame(records, gan, ["augpipe", "seed"])
     assert list(frame.columns) == ["trial", "augpipe", "seed", "best_fid", "best_recall", "kimg", "state", "run"]
     assert list(frame["trial"]) == ["t0", "t1", "t2", "t3"]
     # a failed trial's numbers are not the study's answer
-    assert dashboard.study_best(frame, "stylegan2") == {"best_fid": (15.0, "t0"), "best_recall": (0.30, "t1")}
+    assert dashboard.study_best(frame, gan) == {"best_fid": (15.0, "t0"), "best_recall": (0.30, "t1")}
     seg = dashboard.summary_frame([{"trial": "s0", "axes": {"depths": "2,8,9"}, "state": "FINISHED",
-                                    "result": {"seg_acc": 0.97, "seg_miou": 0.8}}], "hptl", ["depths"])
+                                    "result": {"seg_acc": 0.97, "seg_miou": 0.8}}], seg_view, ["depths"])
     assert list(seg.columns) == ["trial", "depths", "seg_acc", "seg_miou", "state", "run"]
-    assert dashboard.study_best(seg, "hptl") == {"seg_acc": (0.97, "s0"), "seg_miou": (0.8, "s0")}
+    assert dashboard.study_best(seg, seg_view) == {"seg_acc": (0.97, "s0"), "seg_miou": (0.8, "s0")}

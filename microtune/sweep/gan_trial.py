@@ -1,16 +1,19 @@
-"""One trial: Ray config → GAN training with evaluation → MLflow child run + Tune reports.
+"""One GAN trial (``model: stylegan2`` or ``dcgan``): overrides → training with evaluation → MLflow child run + Tune reports.
 
-This module knows nothing of ``ray.tune``: :mod:`microtune.sweep.runner` wraps :func:`run_trial`
-in a function trainable and hands it a :class:`Session` that talks to Tune. That keeps the one
-importer of ``ray.tune`` in the runner and lets this code run (and be tested) without Ray.
+The family :mod:`microtune.sweep.families.gan` describes the study (options, metrics, views) and
+calls :func:`run_trial`; this module knows nothing of ``ray.tune``: the runner hands it a
+:class:`~microtune.sweep.contract.Session` that talks to Tune, so this code runs (and is tested)
+without Ray.
 
 What a trial does
 
-1. Resolve its training options: the spec's fixed ``train`` options, the trial's overrides (the
-   study axes and ``seed``), the evaluation interval; snapshots coincide with evaluations so that
-   every report to Tune carries a checkpoint of exactly that moment.
-2. Open (or, after a retry, re-open) its MLflow child run; the run id travels inside the Tune
-   checkpoint so a resumed trial keeps logging into the same run.
+1. Resolve its training options (:func:`microtune.sweep.families.gan.resolve_options`: the spec's
+   fixed ``train`` options, the trial's overrides (the study axes and ``seed``), the evaluation
+   interval); snapshots coincide with evaluations so that every report to Tune carries a
+   checkpoint of exactly that moment.
+2. Open (or, after a retry, re-open) its MLflow child run (:func:`microtune.sweep.contract.open_trial`);
+   the run id travels inside the Tune checkpoint (:class:`~microtune.sweep.contract.TrialState`)
+   so a resumed trial keeps logging into the same run.
 3. Train. At every tick the losses, ADA p and r_t go to MLflow (step = nimg); at every evaluation
    the metrics and best-so-far values go to MLflow and to Tune with the checkpoint. Steps that were
    logged before a crash are not logged again after the resume: curves stay continuous.
@@ -19,70 +22,18 @@ What a trial does
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from microtune.sweep import space
-from microtune.sweep.space import trial_overrides
-from microtune.sweep.spec import StudySpec
+from microtune.io import atomic_write_json
+from microtune.sweep.contract import RUN_ID_KEY, OpenTrial, Session, TrialContext, TrialState, open_trial
+from microtune.sweep.families.gan import resolve_options
 from microtune.tracking import schema
 
-TRIAL_STATE = "microtune_trial.json"      # inside every Tune checkpoint
 GAN_CHECKPOINT = "checkpoint-latest.pt"   # the training loop's full-state checkpoint
-RUN_ID_KEY = "mlflow_run_id"              # reported to Tune so the driver can close the run
-
-
-class Session(Protocol):
-    """What a trial needs from the orchestrator (Tune, or a plain loop in tests)."""
-
-    def trial_id(self) -> str: ...
-    def trial_dir(self) -> Path: ...
-    def restored_dir(self) -> Path | None: ...
-    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """Everything constant across the trials of one launch (shipped to workers once)."""
-
-    spec: StudySpec
-    tracking_uri: str
-    experiment_id: str
-    parent_run_id: str
-    git_sha: str = "unknown"
-    cache_dir: str | None = None                       # real-statistics cache shared by trials
-    detector_weights: tuple[str, ...] = ()             # detector weight files or folders
-
-
-@dataclass
-class TrialState:
-    """What a trial carries across restarts (saved in every Tune checkpoint)."""
-
-    run_id: str | None = None
-    logged_nimg: int = -1                               # highest step already logged to MLflow
-    best: dict[str, float] = field(default_factory=dict)  # best_fid, best_recall
-    best_nimg: int | None = None                        # when best_fid was reached
-
-    @classmethod
-    def load(cls, directory: Path | None) -> TrialState:
-        if directory is None or not (directory / TRIAL_STATE).exists():
-            return cls()
-        return cls(**json.loads((directory / TRIAL_STATE).read_text()))
-
-    def save(self, directory: Path) -> None:
-        (directory / TRIAL_STATE).write_text(json.dumps(self.__dict__))
-
-
-def resolve_options(spec: StudySpec, overrides: dict[str, Any], resolution: int):
-    """The trial's :class:`~microtune.gan.config.TrainOptions` (see :func:`microtune.sweep.space.resolve_options`,
-    the one merge of ``train`` and the trial's overrides, also used to validate the spec)."""
-    return space.resolve_options(spec, overrides, resolution)
 
 
 def update_best(best: dict[str, float], metrics: dict[str, float]) -> bool:
@@ -96,34 +47,28 @@ def update_best(best: dict[str, float], metrics: dict[str, float]) -> bool:
     return improved
 
 
-def run_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
-    """Run one trial to the end (or until Tune stops it); returns the last metrics."""
-    if ctx.spec.model == "hptl":
-        from microtune.sweep.seg_trial import run_seg_trial
-
-        return run_seg_trial(config, ctx, session)
+def run_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
+    """Run one trial (``overrides``: its axes and ``seed``) to the end, or until Tune stops it;
+    returns the last metrics. A retried or resumed trial continues from ``session.restored_dir()``."""
     from microtune.data.dataset import Dataset
     from microtune.gan.loop import train
-    from microtune.tracking.mlflow_io import Tracker
 
     spec = ctx.spec
-    overrides = trial_overrides(spec, config)
     dataset = Dataset.open(spec.dataset)
     options = resolve_options(spec, overrides, dataset.resolution)
-    trial_dir = Path(session.trial_dir())
-    work = trial_dir / "train"
+    trial = open_trial(ctx, session, overrides)
+    tracker = trial.tracker
+    work = trial.trial_dir / "train"
     work.mkdir(parents=True, exist_ok=True)
-    (trial_dir / "worker.pid").write_text(str(os.getpid()))  # for operators (and tests) to find the process
     restored = session.restored_dir()
     state = TrialState.load(restored)
-    tracker = Tracker(ctx.tracking_uri, spool_dir=trial_dir / "mlflow-spool")
     if state.run_id is None:  # first start, or restarted without a checkpoint: continue our run if any
-        found = tracker.find_run(spec.name, {schema.TRIAL_ID: session.trial_id(),
+        found = tracker.find_run(spec.name, {schema.TRIAL_ID: trial.trial_id,
                                              schema.PARENT_RUN_ID: ctx.parent_run_id})
         if found is not None:
             state.run_id, state.logged_nimg = found
     if state.run_id is None:
-        state.run_id = _start_run(tracker, ctx, session.trial_id(), overrides, options, work, dataset.count)
+        state.run_id = _start_run(trial, ctx, overrides, options, work, dataset.count)
     else:
         tracker.resume_run(state.run_id)
     evaluate, detector = _evaluator(ctx, dataset, options)
@@ -149,26 +94,24 @@ def run_trial(config: dict[str, Any], ctx: TrialContext, session: Session) -> di
     return dict(result.metrics)
 
 
-def _start_run(tracker: Any, ctx: TrialContext, trial_id: str, overrides: dict[str, Any], options: Any,
+def _start_run(trial: OpenTrial, ctx: TrialContext, overrides: dict[str, Any], options: Any,
                work: Path, dataset_size: int) -> str:
     from microtune.device import device_name, select_device
 
     spec = ctx.spec
     device = select_device(options.device)
-    name = "-".join(f"{k}={v}" for k, v in overrides.items())
-    run_id = tracker.start_trial_run(
-        spec.name, parent_run_id=ctx.parent_run_id, name=f"{trial_id} {name}",
-        tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: ctx.git_sha,
-              schema.TRIAL_ID: trial_id, schema.MODEL: spec.model, schema.DEVICE: device_name(device),
-              schema.DETECTOR: spec.detector if spec.protocols else "none"},
+    run_id = trial.tracker.start_trial_run(
+        spec.name, parent_run_id=ctx.parent_run_id, name=trial.name,
+        tags=trial.tags(ctx, **{schema.MODEL: spec.model, schema.DEVICE: device_name(device),
+                                schema.DETECTOR: spec.detector if spec.protocols else "none"}),
         params={**options.to_dict(), "dataset": str(spec.dataset),  # resolved values only (the axes are fields)
                 schema.PARAM_DATASET_SIZE: dataset_size},
     )
     work.mkdir(parents=True, exist_ok=True)
     resolved = work / "resolved_config.json"
-    resolved.write_text(json.dumps({"options": options.to_dict(), "overrides": overrides,
-                                    "spec": spec.to_dict()}, indent=1, default=str))
-    tracker.log_artifact(run_id, resolved, os.path.dirname(schema.ARTIFACT_CONFIG))
+    atomic_write_json(resolved, {"options": options.to_dict(), "overrides": overrides, "spec": spec.to_dict()},
+                      indent=1, default=str)
+    trial.tracker.log_artifact(run_id, resolved, os.path.dirname(schema.ARTIFACT_CONFIG))
     return run_id
 
 
@@ -220,12 +163,3 @@ def _log_final_artifacts(tracker: Any, state: TrialState, work: Path) -> None:
             tracker.log_artifact(state.run_id, named, str(Path(artifact).parent))
     for grid in sorted(work.glob("samples-nimg*.png"))[-1:]:
         tracker.log_artifact(state.run_id, grid, schema.ARTIFACT_SAMPLES_DIR)
-
-
-def git_sha(project_dir: Path) -> str:
-    """The project's commit, or "unknown" outside a git checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
