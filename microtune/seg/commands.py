@@ -10,11 +10,11 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 from microtune.errors import MicrotuneError, check_output, writing
+from microtune.io import atomic_write_text
 
 HELP = """\
 Train and evaluate one segmentation method on a dataset with masks, without Ray. HPTL (Hierarchical
@@ -176,7 +176,7 @@ def summary_line(label: str, metrics: dict, names, majority_name: str | None = N
     from microtune.tracking import schema
 
     acc, majority = metrics[schema.SEG_ACC], metrics.get(schema.SEG_MAJORITY, math.nan)
-    ious = " ".join(f"{n} {metrics.get(f'seg_iou_{n}', math.nan):.3f}" for n in names)
+    ious = " ".join(f"{n} {metrics.get(schema.SEG_IOU_PREFIX + n, math.nan):.3f}" for n in names)
     line = (f"{label}: pixel accuracy {acc:.4f} (majority class {majority:.4f}), mean IoU "
             f"{metrics[schema.SEG_MIOU]:.4f}, IoU {ious}")
     if metrics.get(schema.SEG_NEAR_MAJORITY) != 1.0:
@@ -198,7 +198,7 @@ class _Results:
         self.out.mkdir(parents=True, exist_ok=True)
         for name in self.earlier:  # --force: an earlier run's results go
             (self.out / name).unlink(missing_ok=True)
-        _atomic_write(self.out / "options.json", json.dumps(self.resolved, indent=2))
+        atomic_write_text(self.out / "options.json", json.dumps(self.resolved, indent=2))
         self.log_file = (self.out / "metrics.jsonl").open("w")
 
     def report(self, step: int, metrics: dict) -> None:
@@ -211,7 +211,7 @@ class _Results:
     def finish(self, final: dict) -> None:
         if self.log_file is None:
             self._open()
-        _atomic_write(self.out / "final.json", json.dumps(final, indent=2))
+        atomic_write_text(self.out / "final.json", json.dumps(final, indent=2))
 
     def close(self) -> None:
         if self.log_file is not None:
@@ -222,9 +222,9 @@ def report_line(step: int, metrics: dict) -> str:
     """One progress line; values a method does not have (Otsu: no losses, no epochs) are left out."""
     from microtune.tracking import schema
 
-    if "seg_epoch" in metrics:
-        stage = f" stage {int(metrics['seg_stage'])}" if "seg_stage" in metrics else ""  # HPTL's networks
-        parts = [f"step {step:7d}{stage} epoch {int(metrics['seg_epoch'])}:"]
+    if schema.SEG_EPOCH in metrics:
+        stage = f" stage {int(metrics[schema.SEG_STAGE])}" if schema.SEG_STAGE in metrics else ""  # HPTL's networks
+        parts = [f"step {step:7d}{stage} epoch {int(metrics[schema.SEG_EPOCH])}:"]
     else:  # a method without epochs (Otsu, SVM) reports once
         parts = [f"fitted on {step} training images; test set:"]
     for key, label in ((schema.SEG_TRAIN_LOSS, "train loss"), (schema.SEG_TEST_LOSS, "test loss")):
@@ -234,18 +234,10 @@ def report_line(step: int, metrics: dict) -> str:
     parts.append(f"acc {metrics[schema.SEG_ACC]:.4f} (majority {metrics.get(schema.SEG_MAJORITY, math.nan):.4f}"
                  + (", no better" if metrics.get(schema.SEG_NEAR_MAJORITY) == 1.0 else "") + ")")
     parts.append(f"mIoU {metrics[schema.SEG_MIOU]:.4f}")
-    ious = {k[len("seg_iou_"):]: v for k, v in metrics.items() if k.startswith("seg_iou_")}
+    ious = {k[len(schema.SEG_IOU_PREFIX):]: v for k, v in metrics.items() if k.startswith(schema.SEG_IOU_PREFIX)}
     if ious:
         parts.append("IoU " + " ".join(f"{n} {v:.3f}" for n, v in ious.items()))
     parts.append(f"{metrics[schema.SEG_INFER_MS]:.1f} ms/img")
     return " ".join(parts)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -30,6 +30,7 @@ from torch import nn
 from microtune.errors import MicrotuneError
 from microtune.seg.loop import Report, SegData, StageOptions, train_stage
 from microtune.seg.networks import FCN, VGG19, unit_buffers, unit_parameters
+from microtune.tracking import schema
 from microtune.seg.options import (  # noqa: F401 (re-exported)
     MAX_DEPTH,
     PAPER_DEPTHS,
@@ -38,7 +39,7 @@ from microtune.seg.options import (  # noqa: F401 (re-exported)
     parse_depths,
 )
 
-SEG_STAGE = "seg_stage"                                    # 2: FCN-32s, 3: FCN-16s, 4: FCN-8s
+SEG_STAGE = schema.SEG_STAGE                                  # 2: FCN-32s, 3: FCN-16s, 4: FCN-8s
 
 
 @torch.no_grad()

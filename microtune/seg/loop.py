@@ -32,8 +32,8 @@ from microtune.tracking import schema
 
 Report = Callable[[int, dict], None]
 GRAY_MEAN, GRAY_STD = 0.449, 0.226   # ImageNet channel means/stds averaged: grayscale normalisation
-SEG_LOSS_GAP = "seg_loss_gap"
-SEG_EPOCH = "seg_epoch"
+SEG_LOSS_GAP = schema.SEG_LOSS_GAP
+SEG_EPOCH = schema.SEG_EPOCH
 
 
 @dataclass

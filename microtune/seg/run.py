@@ -35,6 +35,7 @@ import torch
 from microtune.device import select_device
 from microtune.errors import MicrotuneError
 from microtune.seg.loop import Report, SegData, StageOptions, train_stage
+from microtune.tracking import schema
 from microtune.seg.options import (
     METHODS,
     SegOptions,
@@ -148,7 +149,7 @@ def run_segmentation(options: SegOptions, *, report: Report | None = None,
         train = SegData.from_arrays(tr_x, tr_y, names, channels=options.channels)
         test = SegData.from_arrays(te_x, te_y, names, channels=options.channels)
         metrics = _run_network(options, train, test, report, should_stop, log)
-    metrics = {**metrics, "seg_seconds": time.perf_counter() - t0}
+    metrics = {**metrics, schema.SEG_SECONDS: time.perf_counter() - t0}
     if options.method in ("otsu", "svm") and report is not None:
         report(len(tr_x), dict(metrics))
     return metrics

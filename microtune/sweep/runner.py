@@ -505,7 +505,7 @@ def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, addre
         progress.tracker.flush()
     except Exception as exc:  # tracking must never fail the study
         log.warning("could not write the study's summary to MLflow run %s: %s", record.parent_run_id, exc)
-    tracker.set_tags(record.parent_run_id, {"trials_failed": str(failed), "trials": str(len(results))})
+    tracker.set_tags(record.parent_run_id, {schema.TRIALS_FAILED: str(failed), "trials": str(len(results))})
     tracker.flush()
     if "://" not in storage:
         _deliver_leftovers(Path(storage) / spec.name, record.tracking_uri, spec.name)
@@ -614,7 +614,7 @@ def status_rows(name_or_path: str, *, project_dir: Path, storage: str | None = N
             "trial": trial.trial_id, "state": trial.status, "kimg": last.get(schema.KIMG),
             "fid": last.get(schema.FID), "best_fid": last.get(schema.BEST_FID),
             "recall": last.get(schema.RECALL), "best_recall": last.get(schema.BEST_RECALL),
-            "stage": last.get("seg_stage"), "epoch": last.get("seg_epoch"),
+            "stage": last.get(schema.SEG_STAGE), "epoch": last.get(schema.SEG_EPOCH),
             "seg_acc": last.get(schema.SEG_ACC), "seg_miou": last.get(schema.SEG_MIOU),
             "failures": trial.num_failures, "config": _short_config(trial.config),
         })

@@ -89,7 +89,7 @@ def run_seg_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session
         session.report({**metrics, SEG_STEP: step, RUN_ID_KEY: run_id}, None)
 
     final = run_segmentation(options, report=report)
-    tracker.log_metrics(run_id, {"seg_seconds": final["seg_seconds"]}, step=last["step"])  # whole trial, s
+    tracker.log_metrics(run_id, {schema.SEG_SECONDS: final[schema.SEG_SECONDS]}, step=last["step"])  # whole trial, s
     tracker.end_run(run_id, "FINISHED")
     tracker.flush()
     return final

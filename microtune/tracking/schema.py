@@ -33,6 +33,10 @@ SEG_INFER_MS = "seg_infer_ms"
 SEG_MAJORITY = "seg_majority"            # test pixels of the most frequent class: a constant model's accuracy
 SEG_NEAR_MAJORITY = "seg_near_majority"  # 1.0 when seg_acc <= seg_majority + 0.01 (no result), else 0.0
 SEG_IOU_PREFIX = "seg_iou_"             # + class name: IoU of one class
+SEG_LOSS_GAP = "seg_loss_gap"           # test loss - train loss (the HPTL paper's l_d)
+SEG_EPOCH = "seg_epoch"                 # epoch of the network being trained
+SEG_STAGE = "seg_stage"                 # HPTL network: 2 FCN-32s, 3 FCN-16s, 4 FCN-8s
+SEG_SECONDS = "seg_seconds"             # wall time of a whole segmentation run, s
 BEST_FID = "best_fid"
 BEST_RECALL = "best_recall"
 TRIAL_SECONDS = "trial_seconds"        # wall-clock seconds the trial has trained
@@ -55,7 +59,7 @@ DEVICE = "device"                      # e.g. "cpu", "cuda:NVIDIA H100"
 ROLE = "microtune.role"                # "study" (parent) or "trial" (child)
 TRIAL_ID = "trial_id"                  # Ray Tune trial id
 TRIAL_STATUS = "trial_status"          # "RUNNING", "FINISHED", "FAILED", "STOPPED" (early-stopped)
-MODEL = "model"                        # "stylegan2", "dcgan", "hptl", or a baseline name
+MODEL = "model"                        # the model family (spec model:), or a segmentation method key
 RUN_KEY = "microtune.run_key"          # client-made key of a run: replays find the run by it
 
 ROLE_STUDY = "study"
