@@ -2,7 +2,9 @@
 
 ``register(subparsers)`` adds the three commands; every handler imports torch lazily (so that
 ``microtune --help`` stays fast), validates before any work starts, raises MicrotuneError with one
-sentence on bad input, and returns an exit code.
+sentence on bad input, and returns an exit code. A bad ``train`` option value (``--gamma -1``,
+``--batch 6`` with a minibatch-stddev group of 4) is a usage error: one sentence naming the flag,
+exit status 2, as when argparse refuses a value.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def _add_train(sub) -> None:
                         "resolution), tiny (CPU-sized), demo (smaller still); default auto")
     p.add_argument("--model", choices=MODEL_NAMES, default="stylegan2", help="network family (default stylegan2)")
     p.add_argument("--augpipe", choices=AUGPIPE_NAMES, help="ADA augmentation preset (default bg; none for dcgan)")
-    p.add_argument("--target", type=float, metavar="RT", help="ADA target r_t for adaptive p (default 0.6)")
-    p.add_argument("--p", type=float, metavar="P", help="fixed augmentation probability (disables adaptive p)")
+    ada = p.add_mutually_exclusive_group()  # --p fixes p, --target adapts it
+    ada.add_argument("--target", type=float, metavar="RT", help="ADA target r_t for adaptive p (default 0.6)")
+    ada.add_argument("--p", type=float, metavar="P", help="fixed augmentation probability (disables adaptive p)")
     p.add_argument("--lumaflip", choices=("on", "off"), help="ADA luma flip (default off on 1-channel data)")
     p.add_argument("--kimg", type=float, help="training length in kimg (default from --cfg: 25000)")
     p.add_argument("--tick-kimg", type=float, help="progress report interval in kimg")
@@ -105,8 +108,6 @@ def _overrides(args) -> dict:
         "subset": args.subset,
     }
     out = {k: v for k, v in values.items() if v is not None}
-    if args.target is not None and args.p is not None:
-        raise MicrotuneError("--target and --p exclude each other: --p fixes p, --target adapts it.")
     if args.target is not None:
         out["ada_target"] = args.target
     if args.p is not None:
@@ -125,9 +126,14 @@ def _open_dataset(path):
 
 
 def resolve_train_options(args):
-    """(options, dataset, resume path) from parsed ``train`` arguments; validates everything."""
-    from microtune.gan.config import make_options
+    """(options, dataset, resume path) from parsed ``train`` arguments; validates everything. A bad
+    option value raises :class:`~microtune.gan.config.OptionsError` naming its flag (each value on its
+    own first, before the dataset is read; then the rules that involve two options)."""
+    from microtune.gan.config import check_value, make_options
 
+    overrides = _overrides(args)
+    for key, value in overrides.items():
+        check_value(key, value)
     run = Path(args.out)
     resume = None
     if args.resume is not None:
@@ -140,7 +146,7 @@ def resolve_train_options(args):
     if dataset.channels not in (1, 3):
         raise MicrotuneError(f"--data {args.data} has {dataset.channels} channels; 1 or 3 are supported.")
     options = make_options(cfg=args.cfg, model=args.model, resolution=dataset.resolution,
-                           img_channels=dataset.channels, **_overrides(args))
+                           img_channels=dataset.channels, **overrides)
     if options.subset is not None and options.subset > dataset.count:
         raise MicrotuneError(f"--subset {options.subset} exceeds the {dataset.count} images of {args.data}.")
     check_output(run, option="--out", reuse=True, inputs={"--data": args.data}, inside_inputs=True)
@@ -163,7 +169,13 @@ def _evaluator(args, dataset):
 
 
 def run_train(args) -> int:
-    options, dataset, resume = resolve_train_options(args)
+    from microtune.gan.config import OptionsError
+
+    try:
+        options, dataset, resume = resolve_train_options(args)
+    except OptionsError as exc:  # a usage error (exit status 2), as when argparse refuses a value
+        print(f"microtune: error: {exc}", file=sys.stderr)
+        return 2
     if args.dry_run:
         print(json.dumps(options.to_dict(), indent=2, sort_keys=True))
         return 0

@@ -12,18 +12,20 @@ Resolution order: preset (by ``cfg``, some entries depend on the resolution) -> 
 (``dcgan`` replaces the StyleGAN2 optimiser and regularisers) -> a study's fixed options -> explicit
 overrides. Every value is checked by :class:`TrainOptions` (types and one range rule per field);
 messages name the option through a ``label`` function: the CLI flag (``--gamma``) by default, the YAML
-path (``train.gamma``) when a study spec is validated. Importing this module does not import torch.
+path (``train.gamma``) when a study spec is validated; the sentences are :mod:`microtune.typed`'s
+(shared with the segmentation options and the study spec). Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Annotated, Callable, Literal, get_args, get_origin
+from typing import Annotated, Callable, Literal, get_args
 
 from pydantic import ConfigDict, Field, ValidationError
 from pydantic.dataclasses import dataclass
 
+from microtune import typed
 from microtune.errors import MicrotuneError
 
 Cfg = Literal["paper256", "paper512", "stylegan2", "auto", "tiny", "demo"]
@@ -106,10 +108,8 @@ class TrainOptions:
     @classmethod
     def from_dict(cls, values: dict, label: Callable[[str], str] | None = None) -> "TrainOptions":
         """Inverse of :meth:`to_dict`; unknown keys and bad values raise :class:`OptionsError`."""
-        # numpy scalars (e.g. from a sampler) count as the Python numbers they hold; strings never do
-        values = {k: v.item() if type(v).__module__ == "numpy" and hasattr(v, "item") else v for k, v in values.items()}
-        try:
-            return cls(**values)
+        try:  # numpy scalars (e.g. from a sampler) count as the Python numbers they hold; strings never do
+            return cls(**typed.plain(values))
         except ValidationError as exc:
             raise OptionsError.from_validation(exc, label or option_label) from None
 
@@ -200,52 +200,8 @@ class OptionsError(MicrotuneError):
         return cls(field, _problem(error, field), label)
 
 
-def _constraints(name: str) -> list:
-    """The annotated-types constraints of option ``name`` (also inside ``X | None``)."""
-    field = TrainOptions.__pydantic_fields__[name]
-    found, todo = list(field.metadata), [field.annotation]
-    while todo:
-        kind = todo.pop()
-        if get_origin(kind) is Annotated:
-            for item in kind.__metadata__:
-                found.extend(getattr(item, "metadata", [item]))
-        todo.extend(a for a in get_args(kind) if not isinstance(a, (str, int, float)))
-    return found
-
-
-def _range(name: str) -> str:
-    """The range rule of option ``name`` in words, read from its annotation: "in (0, 1)", "> 0", ..."""
-    low = high = None
-    for item in _constraints(name):  # annotated-types Gt/Ge/Lt/Le objects (pydantic's Field(gt=...))
-        for attr, bracket in (("gt", "("), ("ge", "[")):
-            if getattr(item, attr, None) is not None:
-                low = (bracket, getattr(item, attr))
-        for attr, bracket in (("lt", ")"), ("le", "]")):
-            if getattr(item, attr, None) is not None:
-                high = (bracket, getattr(item, attr))
-    if low and high:
-        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
-    if low:
-        return f"{'>' if low[0] == '(' else '>='} {low[1]}"
-    return f"{'<' if high[0] == ')' else '<='} {high[1]}"
-
-
 def _problem(error: dict, field: str) -> str:
-    kind, value = error["type"], error.get("input")
-    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
-        return "is not a training option"
-    if kind.startswith("float"):
-        return f"must be a number, got {value!r}"
-    if kind.startswith("int"):
-        return f"must be a whole number, got {value!r}"
-    if kind.startswith("bool"):
-        return f"must be true or false, got {value!r}"
-    if kind == "literal_error":
-        choices = get_args(TrainOptions.__pydantic_fields__[field].annotation)
-        return f"must be one of {', '.join(map(str, choices))}, got {value!r}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return f"must be {_range(field)}, got {value!r}"
-    return f"{error['msg']}, got {value!r}"
+    return typed.problem(error, TrainOptions.__pydantic_fields__.get(field), unknown="is not a training option")
 
 
 def check_value(name: str, value, label: Callable[[str], str] = option_label) -> None:

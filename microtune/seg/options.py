@@ -6,7 +6,8 @@ its annotation (``microtune segment``'s flags are generated from them); the rule
 options is :func:`_check_together`; what must exist on this machine (weight and split-list files) is
 :func:`check_files`. Messages name an option through a ``label``
 function: the ``microtune segment`` flag by default (``--epochs: must be >= 1, got 0.``), the YAML
-path when a study spec is validated (``search.params.lr[1]: must be > 0, got 0.``).
+path when a study spec is validated (``search.params.lr[1]: must be > 0, got 0.``). The sentences are
+:mod:`microtune.typed`'s, shared with the GAN options and the study spec.
 
 Entry points
 ------------
@@ -25,14 +26,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
-from pydantic_core import PydanticCustomError
 
+from microtune import typed
 from microtune.errors import MicrotuneError
 
 # Transferable units, in order: transfer depths count them (see microtune.seg.networks).
@@ -47,7 +48,7 @@ Method = Literal[tuple(METHODS)]  # type: ignore[valid-type]
 Backbone = Literal["resnet50", "resnet18", "mobilenet_v3_large"]   # see microtune.seg.deeplab
 DEEPLAB_BACKBONES = get_args(Backbone)
 
-Label = Callable[[str], str]
+Label = typed.Label
 
 
 class SegOptionsError(MicrotuneError):
@@ -158,7 +159,7 @@ class SegOptions:
         try:
             parse_depths(value)
         except SegOptionsError as exc:
-            raise PydanticCustomError("seg_rule", "{problem}", {"problem": exc.problem}) from None
+            raise typed.rule(exc.problem) from None
         return value
 
     @field_validator("split")
@@ -166,16 +167,14 @@ class SegOptions:
     def _split(cls, value: str) -> str:
         files = value[len("lists:"):].split(",") if value.startswith("lists:") else []
         if value != "specimens" and (len(files) != 2 or not all(f.strip() for f in files)):
-            raise PydanticCustomError("seg_rule", "{problem}", {
-                "problem": f"must be 'specimens' or 'lists:TRAIN.txt,TEST.txt' (two files), got {value!r}"})
+            raise typed.rule(f"must be 'specimens' or 'lists:TRAIN.txt,TEST.txt' (two files), got {value!r}")
         return value
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
-            raise PydanticCustomError("seg_rule", "{problem}", {
-                "problem": f"must be auto, cpu, cuda or cuda:N, got {value!r}"})
+            raise typed.rule(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
         return value
 
 
@@ -214,79 +213,34 @@ def _error(exc: ValidationError, label: Label) -> SegOptionsError:
 
 
 def _problem(error: dict, field: str) -> str:
-    kind, value = error["type"], error.get("input")
-    if kind == "seg_rule":
-        return error["ctx"]["problem"]
+    kind = error["type"]
     if kind in ("unexpected_keyword_argument", "extra_forbidden"):
         close = difflib.get_close_matches(field, FIELDS, n=1)
         return "is not a segmentation option" + (f" (did you mean {close[0]}?)" if close else "")
-    if kind in ("missing", "missing_argument"):
-        return "is required"
-    if kind == "finite_number":
-        return f"must be a finite number, got {value!r}"
-    if kind.startswith("float"):
-        hint = ""
-        if isinstance(value, str) and _is_number(value):  # PyYAML reads 1e-4 (no dot) as text
-            hint = f" (YAML reads {value} as text; write it with a dot, e.g. {float(value)!r})"
-        return f"must be a number, got {value!r}{hint}"
-    if kind.startswith("int"):
-        return f"must be a whole number, got {value!r}"
-    if kind.startswith("bool"):
-        return f"must be true or false, got {value!r}"
-    if kind.startswith("string"):
-        return f"must be a string, got {value!r}" + (" (write depths as '2,8,9')" if field == "depths" else "")
-    if kind == "literal_error":
-        return f"must be one of {', '.join(map(str, option_choices(field)))}, got {value!r}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return f"must be {range_text(field)}, got {value!r}"
-    return f"{error['msg']}, got {value!r}"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    info = SegOptions.__pydantic_fields__.get(field)
+    text = typed.problem(error, info)
+    if kind.startswith("string") and field == "depths":
+        text += " (write depths as '2,8,9')"
+    return text
 
 
 def option_choices(name: str) -> tuple:
     """The values a Literal option accepts."""
-    kind = SegOptions.__pydantic_fields__[name].annotation
-    return get_args(kind) if get_origin(kind) is Literal else ()
+    return typed.choices(SegOptions.__pydantic_fields__[name])
 
 
 def range_text(name: str) -> str:
     """The range rule of option ``name`` in words, read from its annotation ("in (0, 1]", ">= 1"),
     or "" when it has none."""
-    low = high = None
-    for item in SegOptions.__pydantic_fields__[name].metadata:  # annotated-types Gt/Ge/Lt/Le
-        for attr, bracket in (("gt", "("), ("ge", "[")):
-            if getattr(item, attr, None) is not None:
-                low = (bracket, getattr(item, attr))
-        for attr, bracket in (("lt", ")"), ("le", "]")):
-            if getattr(item, attr, None) is not None:
-                high = (bracket, getattr(item, attr))
-    if low and high:
-        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
-    if low:
-        return f"{'>' if low[0] == '(' else '>='} {low[1]}"
-    if high:
-        return f"{'<' if high[0] == ')' else '<='} {high[1]}"
-    return ""
+    return typed.range_text(typed.constraints(SegOptions.__pydantic_fields__[name]))
 
 
 # -- building and checking ---------------------------------------------------------------------------
 
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    # numpy scalars (e.g. from a sampler) count as the Python values they hold; strings never are numbers
-    return {k: v.item() if type(v).__module__ == "numpy" and hasattr(v, "item") else v for k, v in values.items()}
-
-
 def _construct(values: Mapping[str, Any], label: Label) -> SegOptions:
     options = SegOptions.__new__(SegOptions)
     try:
-        _build(options, **_plain(values))
+        _build(options, **typed.plain(values))  # numpy scalars count as Python values
     except ValidationError as exc:
         raise _error(exc, label) from None
     return options

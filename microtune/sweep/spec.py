@@ -1,8 +1,10 @@
 """Study specs: ``sweeps/NAME.yaml`` → a validated :class:`StudySpec`.
 
 Importing this module imports neither torch nor ray. Everything a spec says is checked here,
-before any work starts; every problem is one sentence naming the file and the field, e.g.
-``sweeps/x.yaml: search.params.ada_target[2]: must be in [0, 1], got 1.2.`` What ``train``, the axes
+before any work starts, by typed models (pydantic: :class:`SpecIn` and its sections; strict types,
+unknown keys refused, one range rule per field); every problem is one sentence naming the file and
+the YAML path, e.g. ``sweeps/x.yaml: search.params.ada_target[2]: must be in [0, 1], got 1.2.`` or
+``s.yaml: search.sampler: must be one of tpe, nsga2, got 'cmaes'.`` What ``train``, the axes
 and the arms may hold is the model family's (:mod:`microtune.sweep.families`): a GAN family builds
 every trial's :class:`microtune.gan.config.TrainOptions`, the segmentation family its
 :class:`microtune.seg.options.SegOptions`.
@@ -58,10 +60,14 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from microtune import typed
 from microtune.errors import MicrotuneError
 from microtune.sweep import families
 
@@ -170,6 +176,301 @@ class StudySpec:
         return self.num_samples * len(self.seeds)
 
 
+# -- the spec as typed models ------------------------------------------------------------------------
+# What a spec file may say, section by section: strict types (no string-to-number coercion), unknown
+# keys refused, choices as Literals, one range rule per field. Rules in code raise typed.rule(...)
+# with the sentence; _sentence() names the YAML path of any error. What ``train``, the axes and the
+# arms hold is checked by the model family (their values are Any here).
+
+def _empty_if_none(value: Any) -> Any:
+    return {} if value is None else value           # ``train:`` with nothing after it
+
+
+def _one_of(names: Callable[[], tuple[str, ...]]) -> AfterValidator:
+    """A choice read from the family registry when the spec is validated (families may register late)."""
+    def check(value: str) -> str:
+        if value not in names():
+            raise typed.rule(f"must be one of {', '.join(names())}, got {value!r}")
+        return value
+    return AfterValidator(check)
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise typed.rule(f"must be letters, digits, '.', '_' or '-' (at most 100 characters), got {value!r}")
+    return value
+
+
+def _protocol(value: str) -> str:
+    from microtune.metrics.cache import parse_protocol
+
+    try:
+        parse_protocol(value)
+    except MicrotuneError as exc:
+        raise typed.rule(str(exc)) from None
+    return value
+
+
+def _detector(value: str) -> str:
+    if value != "standard" and not re.fullmatch(r"random-seed:\d+", value):
+        raise typed.rule(f"must be standard or random-seed:N, got {value!r}")
+    return value
+
+
+Text = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Mode = Literal["min", "max"]
+Options = Annotated[dict[str, Any], BeforeValidator(_empty_if_none)]   # train / one arm: the family's
+ModelName = Annotated[str, _one_of(families.names)]
+MetricName = Annotated[str, _one_of(families.objective_metrics)]
+
+
+class _Section(BaseModel):
+    """One mapping of the spec; an empty one (``search:`` alone) means all defaults."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty(cls, data: Any) -> Any:
+        return _empty_if_none(data)
+
+
+class DatasetIn(_Section):
+    path: Text
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty(cls, data: Any) -> Any:              # ``dataset: DIR`` is short for ``dataset: {path: DIR}``
+        if isinstance(data, str):
+            return {"path": data}
+        if not isinstance(data, dict):
+            raise typed.rule(f"must be a dataset directory or {{path: DIR}}, got {data!r}")
+        return data
+
+
+class ObjectiveIn(_Section):
+    metric: MetricName
+    mode: Mode
+
+
+class FloatDistribution(_Section):
+    type: Literal["float"]
+    low: float
+    high: float
+    step: Positive | None = None
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        return _check_bounds(self)
+
+
+class IntDistribution(_Section):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: Annotated[int, Field(gt=0)] | None = None
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        return _check_bounds(self)
+
+
+class CategoricalDistribution(_Section):
+    type: Literal["categorical"]
+    choices: Annotated[list[Any], Field(min_length=1)]
+
+
+def _check_bounds(d: FloatDistribution | IntDistribution):
+    if d.high <= d.low:
+        raise typed.rule(f"{d.high} must be greater than low ({d.low})", at="high")
+    if d.log and (d.low <= 0 or d.step is not None):
+        raise typed.rule("needs low > 0 and no step", at="log")
+    return d
+
+
+def _axis(value: Any) -> Any:
+    """A list of values (a grid axis; categorical for Optuna) or a distribution mapping."""
+    if isinstance(value, list):
+        if not value:
+            raise typed.rule("must not be empty")
+        return {"type": "categorical", "choices": value}
+    if not isinstance(value, dict):
+        raise typed.rule(f"must be a list of values or a distribution {{type: float|int|categorical, ...}}, "
+                         f"got {value!r}")
+    return value
+
+
+Axis = Annotated[Union[FloatDistribution, IntDistribution, CategoricalDistribution], Field(discriminator="type"),
+                 BeforeValidator(_axis)]
+
+
+class SearchIn(_Section):
+    method: Literal[SEARCH_METHODS] = "grid"
+    seeds: Annotated[list[Count], Field(min_length=1)] = [0]
+    params: Annotated[dict[str, Axis], BeforeValidator(_empty_if_none)] = {}
+    arms: list[Options] = []
+    num_samples: Annotated[int, Field(ge=1)] = 8
+    sampler: Literal[SAMPLERS] = "tpe"
+    objectives: Annotated[list[ObjectiveIn], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _per_method(self):
+        given = self.model_fields_set
+        if len(set(self.seeds)) != len(self.seeds):
+            raise typed.rule("lists a seed twice", at="seeds")
+        if self.method == "grid":
+            for key in ("num_samples", "sampler", "objectives"):
+                if key in given:
+                    raise typed.rule("applies only to method: optuna", at=key)
+            for key, axis in self.params.items():
+                if axis.type != "categorical":
+                    raise typed.rule(f"a grid axis is a list of values ({axis.type} distributions apply to "
+                                     "method: optuna)", at=f"params.{key}")
+            if any(arm == {} for arm in self.arms):
+                raise typed.rule("lists an empty configuration", at="arms")
+            return self
+        if "arms" in given:
+            raise typed.rule("applies only to method: grid", at="arms")
+        if not self.params:
+            raise typed.rule("needs at least one parameter to search for method: optuna", at="params")
+        metrics = [o.metric for o in self.objectives or ()]
+        if len(set(metrics)) != len(metrics):
+            raise typed.rule("names a metric twice", at="objectives")
+        return self
+
+
+class SchedulerIn(_Section):
+    type: Literal[SCHEDULERS] = "fifo"
+    metric: MetricName | None = None           # asha; default: the family's objective
+    mode: Mode | None = None
+    rungs_kimg: list[Positive] | None = None   # asha: grace period = first, reduction factor = ratio
+
+    @model_validator(mode="after")
+    def _rungs(self):
+        if self.type == "fifo":
+            for key in ("rungs_kimg", "metric", "mode"):
+                if key in self.model_fields_set:
+                    raise typed.rule("applies only to type: asha", at=key)
+            return self
+        rungs = self.rungs_kimg or []
+        if len(rungs) < 2 or any(b <= a for a, b in zip(rungs, rungs[1:])):
+            raise typed.rule("needs at least two increasing rungs", at="rungs_kimg")
+        ratios = [b / a for a, b in zip(rungs, rungs[1:])]
+        if max(ratios) - min(ratios) > 1e-6 * max(ratios):
+            raise typed.rule(f"must grow geometrically (ASHA's reduction factor), got ratios {ratios}",
+                             at="rungs_kimg")
+        return self
+
+
+class MetricsIn(_Section):
+    protocols: list[Annotated[str, AfterValidator(_protocol)]] = []
+    detector: Annotated[str, AfterValidator(_detector)] = "standard"
+    eval_every_kimg: Positive | None = None    # overrides train.eval_every_kimg
+
+
+class ResourcesIn(_Section):
+    cpu: Positive = 1.0
+    gpu: NonNegative = 0.0
+
+
+class FailureIn(_Section):
+    max_retries: Count = 3
+
+
+class TrackingIn(_Section):
+    uri: Text | None = None
+
+
+class SpecIn(_Section):
+    """The whole spec file."""
+
+    name: Annotated[str, AfterValidator(_name)]
+    description: str | None = None
+    model: ModelName = "stylegan2"
+    dataset: DatasetIn
+    train: Options = {}
+    search: SearchIn = Field(default_factory=SearchIn)
+    scheduler: SchedulerIn = Field(default_factory=SchedulerIn)
+    metrics: MetricsIn = Field(default_factory=MetricsIn)
+    resources: ResourcesIn = Field(default_factory=ResourcesIn)
+    max_concurrent: Count = 0                 # 0: as many as resources allow
+    failure: FailureIn = Field(default_factory=FailureIn)
+    tracking: TrackingIn = Field(default_factory=TrackingIn)
+
+    @model_validator(mode="after")
+    def _together(self):
+        if self.scheduler.type == "asha" and len(self.search.objectives or ()) > 1:
+            raise typed.rule("asha prunes on one metric and cannot drive a multi-objective search",
+                             at="scheduler.type")
+        return self
+
+
+# -- pydantic's report → one sentence naming the YAML path -------------------------------------------
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _tag(model: Any) -> Any:
+    """The ``type`` value that selects ``model`` in a tagged union (a distribution)."""
+    fields = getattr(model, "model_fields", {})
+    return typed.choices(fields["type"])[0] if "type" in fields else None
+
+
+def _locate(loc: tuple) -> tuple[str, Any, tuple, tuple[str, ...] | None]:
+    """Follow a pydantic error location through :class:`SpecIn`: the YAML path, the annotation and
+    metadata found there (for choices and ranges) and, when the path ends at a key its mapping does
+    not have, the keys that mapping allows. Union tags in the location (``float``) are not YAML keys."""
+    path, kind, meta = "", SpecIn, ()
+    for item in loc:
+        kind, meta = typed.unwrap(kind, meta)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            path = _join(path, item)
+            info = kind.model_fields.get(item)
+            if info is None:
+                return path, None, (), tuple(kind.model_fields)
+            kind, meta = info.annotation, tuple(info.metadata)
+        elif get_origin(kind) is Union:                       # a tagged union: this item is the tag
+            kind, meta = next((m for m in get_args(kind) if _tag(m) == item), None), ()
+        elif get_origin(kind) is dict:
+            path, kind, meta = _join(path, item), get_args(kind)[1], ()
+        elif get_origin(kind) is list:
+            path, kind, meta = _join(path, item), get_args(kind)[0], ()
+        else:
+            path, kind, meta = _join(path, item), None, ()
+    kind, meta = typed.unwrap(kind, meta)
+    return path, kind, meta, None
+
+
+def _sentence(source: str, error: dict) -> str:
+    loc, kind = tuple(error["loc"]), error["type"]
+    if loc and loc[-1] == "[key]":                        # a YAML key that is not a string
+        path = _locate(loc[:-2])[0]
+        problem = f"key {loc[-2]!r} must be a string"
+    else:
+        path, annotation, metadata, allowed = _locate(loc)
+        if kind in ("union_tag_not_found", "union_tag_invalid"):
+            path = _join(path, "type")
+            tags = [_tag(m) for m in get_args(annotation)]
+            problem = ("is required" if kind == "union_tag_not_found"
+                       else f"must be one of {', '.join(tags)}, got {error['ctx']['tag']!r}")
+        else:
+            problem = typed.problem(error, annotation, metadata,
+                                    unknown=f"unknown key (allowed: {', '.join(allowed or ())})")
+    at = (error.get("ctx") or {}).get("at")
+    if at:
+        path = _join(path, at)
+    problem = problem.rstrip(".")
+    return f"{source}: {path}: {problem}." if path else f"{source}: {problem}."
+
+
 # -- loading ----------------------------------------------------------------------------------------
 
 def load_spec(path: str | Path, *, check_dataset: bool = True) -> StudySpec:
@@ -193,213 +494,40 @@ def load_spec(path: str | Path, *, check_dataset: bool = True) -> StudySpec:
 
 
 def parse_spec(data: Any, *, source: str = "<spec>", check_dataset: bool = True) -> StudySpec:
-    """Validate already-parsed YAML data (see the module docstring for the grammar)."""
-    v = _Validator(source)
-    root = v.mapping(data, "", required=("name", "dataset"),
-                     allowed=("name", "description", "model", "dataset", "train", "search", "scheduler",
-                              "metrics", "resources", "max_concurrent", "failure", "tracking"))
-    name = v.string(root["name"], "name")
-    if not _NAME.match(name):
-        v.fail("name", f"{name!r} must be letters, digits, '.', '_' or '-' (at most 100 characters)")
-    model = v.choice(root.get("model", "stylegan2"), "model", families.names())
-    family = families.get(model)
-    dataset = _dataset_path(v, root["dataset"])
-    train = dict(v.mapping(root.get("train", {}), "train"))
-    kw: dict[str, Any] = dict(name=name, model=model, dataset=dataset, source=source, train=family.normalize(train),
-                              description=str(root.get("description", "")), raw=copy.deepcopy(root))
-    kw.update(_parse_search(v, root.get("search", {}), family))
-    kw.update(_parse_scheduler(v, root.get("scheduler", {}), kw))
-    kw.update(_parse_metrics(v, root.get("metrics", {})))
-    res = v.mapping(root.get("resources", {}), "resources", allowed=("cpu", "gpu"))
-    kw["cpu"] = v.number(res.get("cpu", 1), "resources.cpu", low=0, low_open=True)
-    kw["gpu"] = v.number(res.get("gpu", 0), "resources.gpu", low=0)
-    kw["max_concurrent"] = v.integer(root.get("max_concurrent", 0), "max_concurrent", low=0)
-    failure = v.mapping(root.get("failure", {}), "failure", allowed=("max_retries",))
-    kw["max_retries"] = v.integer(failure.get("max_retries", 3), "failure.max_retries", low=0)
-    tracking = v.mapping(root.get("tracking", {}), "tracking", allowed=("uri",))
-    uri = tracking.get("uri")
-    kw["tracking_uri"] = None if uri is None else v.string(uri, "tracking.uri")
+    """Validate already-parsed YAML data (see the module docstring for the grammar): the sections
+    through :class:`SpecIn`, then ``train``, the axes and the arms through the model family, which
+    builds every trial's resolved options."""
+    try:
+        doc = SpecIn.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_sentence(source, exc.errors()[0])) from None
+    family = families.get(doc.model)
+    search, scheduler, metrics = doc.search, doc.scheduler, doc.metrics
+    kw: dict[str, Any] = dict(
+        name=doc.name, model=doc.model, dataset=Path(doc.dataset.path).expanduser().absolute(), source=source,
+        description=doc.description or "", train=family.normalize(dict(doc.train)), method=search.method,
+        seeds=tuple(search.seeds), raw=copy.deepcopy(data), protocols=tuple(metrics.protocols),
+        detector=metrics.detector, eval_every_kimg=metrics.eval_every_kimg, cpu=doc.resources.cpu,
+        gpu=doc.resources.gpu, max_concurrent=doc.max_concurrent, max_retries=doc.failure.max_retries,
+        tracking_uri=doc.tracking.uri, scheduler=scheduler.type)
+    if search.method == "grid":
+        kw["grid"] = {k: tuple(family.normalize({k: x})[k] for x in axis.choices) for k, axis in search.params.items()}
+        kw["arms"] = tuple(family.normalize(dict(arm)) for arm in search.arms)
+    else:
+        kw["space"] = {k: _distribution(axis) for k, axis in search.params.items()}
+        kw.update(num_samples=search.num_samples, sampler=search.sampler)
+        default = [Objective(*family.default_objective)]
+        kw["objectives"] = tuple(Objective(o.metric, o.mode) for o in search.objectives or ()) or tuple(default)
+    if scheduler.type == "asha":
+        metric, mode = family.default_objective
+        kw.update(scheduler_metric=scheduler.metric or metric, scheduler_mode=scheduler.mode or mode,
+                  rungs_kimg=tuple(scheduler.rungs_kimg or ()))
     spec = StudySpec(**kw)
-    _check_trials(v, spec, check_dataset)
+    families.check_spec(spec, check_dataset=check_dataset)   # train, axes, arms: every trial's options
     return spec
 
 
-def _dataset_path(v: _Validator, value: Any) -> Path:
-    if isinstance(value, dict):
-        value = v.mapping(value, "dataset", required=("path",), allowed=("path",))["path"]
-    return Path(v.string(value, "dataset")).expanduser().absolute()
-
-
-def _parse_search(v: _Validator, data: Any, family: families.Family) -> dict[str, Any]:
-    search = v.mapping(data, "search", allowed=("method", "seeds", "params", "arms", "num_samples", "sampler",
-                                                 "objectives"))
-    method = v.choice(search.get("method", "grid"), "search.method", SEARCH_METHODS)
-    seeds = v.sequence(search.get("seeds", [0]), "search.seeds", nonempty=True)
-    seeds = tuple(v.integer(s, f"search.seeds[{i}]", low=0) for i, s in enumerate(seeds))
-    if len(set(seeds)) != len(seeds):
-        v.fail("search.seeds", "lists a seed twice")
-    params = v.mapping(search.get("params", {}), "search.params")
-    out: dict[str, Any] = {"method": method, "seeds": seeds}
-    if method == "grid":
-        for key in ("num_samples", "sampler", "objectives"):
-            if key in search:
-                v.fail(f"search.{key}", "applies only to method: optuna")
-        out["grid"] = {k: tuple(v.sequence(vals, f"search.params.{k}", nonempty=True)) for k, vals in params.items()}
-        arms = v.sequence(search.get("arms", []), "search.arms")
-        out["arms"] = tuple(dict(v.mapping(arm, f"search.arms[{i}]")) for i, arm in enumerate(arms))
-        out["grid"] = {k: tuple(family.normalize({k: x})[k] for x in vals) for k, vals in out["grid"].items()}
-        out["arms"] = tuple(family.normalize(arm) for arm in out["arms"])
-        if any(arm == {} for arm in out["arms"]):
-            v.fail("search.arms", "lists an empty configuration")
-        return out
-    if "arms" in search:
-        v.fail("search.arms", "applies only to method: grid")
-    if not params:
-        v.fail("search.params", "needs at least one parameter to search for method: optuna")
-    out["space"] = {k: _distribution(v, d, f"search.params.{k}") for k, d in params.items()}
-    out["num_samples"] = v.integer(search.get("num_samples", 8), "search.num_samples", low=1)
-    out["sampler"] = v.choice(search.get("sampler", "tpe"), "search.sampler", SAMPLERS)
-    default = dict(zip(("metric", "mode"), family.default_objective))
-    objectives = v.sequence(search.get("objectives", [default]), "search.objectives", nonempty=True)
-    parsed = []
-    for i, obj in enumerate(objectives):
-        where = f"search.objectives[{i}]"
-        obj = v.mapping(obj, where, required=("metric", "mode"), allowed=("metric", "mode"))
-        parsed.append(Objective(v.choice(obj["metric"], f"{where}.metric", families.objective_metrics()),
-                                v.choice(obj["mode"], f"{where}.mode", ("min", "max"))))
-    if len({o.metric for o in parsed}) != len(parsed):
-        v.fail("search.objectives", "names a metric twice")
-    out["objectives"] = tuple(parsed)
-    return out
-
-
-def _distribution(v: _Validator, data: Any, where: str) -> Distribution:
-    if isinstance(data, list):
-        return Distribution("categorical", choices=tuple(v.sequence(data, where, nonempty=True)))
-    d = v.mapping(data, where, required=("type",), allowed=("type", "low", "high", "step", "log", "choices"))
-    kind = v.choice(d["type"], f"{where}.type", ("float", "int", "categorical"))
-    if kind == "categorical":
-        return Distribution(kind, choices=tuple(v.sequence(d.get("choices"), f"{where}.choices", nonempty=True)))
-    if "low" not in d or "high" not in d:
-        v.fail(where, f"a {kind} distribution needs low and high")
-    number = v.integer if kind == "int" else v.number
-    low, high = number(d["low"], f"{where}.low"), number(d["high"], f"{where}.high")
-    if high <= low:
-        v.fail(f"{where}.high", f"{high} must be greater than low ({low})")
-    step = None if d.get("step") is None else number(d["step"], f"{where}.step", low=0, low_open=True)
-    log = v.boolean(d.get("log", False), f"{where}.log")
-    if log and (low <= 0 or step is not None):
-        v.fail(f"{where}.log", "needs low > 0 and no step")
-    return Distribution(kind, low=low, high=high, step=step, log=log)
-
-
-def _parse_scheduler(v: _Validator, data: Any, kw: dict[str, Any]) -> dict[str, Any]:
-    sched = v.mapping(data, "scheduler", allowed=("type", "metric", "mode", "rungs_kimg"))
-    kind = v.choice(sched.get("type", "fifo"), "scheduler.type", SCHEDULERS)
-    out: dict[str, Any] = {"scheduler": kind}
-    if kind == "fifo":
-        for key in ("rungs_kimg", "metric", "mode"):
-            if key in sched:
-                v.fail(f"scheduler.{key}", "applies only to type: asha")
-        return out
-    metric, mode = families.get(kw["model"]).default_objective
-    out["scheduler_metric"] = v.choice(sched.get("metric", metric), "scheduler.metric", families.objective_metrics())
-    out["scheduler_mode"] = v.choice(sched.get("mode", mode), "scheduler.mode", ("min", "max"))
-    rungs = v.sequence(sched.get("rungs_kimg"), "scheduler.rungs_kimg", nonempty=True)
-    rungs = tuple(v.number(r, f"scheduler.rungs_kimg[{i}]", low=0, low_open=True) for i, r in enumerate(rungs))
-    if len(rungs) < 2 or any(b <= a for a, b in zip(rungs, rungs[1:])):
-        v.fail("scheduler.rungs_kimg", "needs at least two increasing rungs")
-    ratios = [b / a for a, b in zip(rungs, rungs[1:])]
-    if max(ratios) - min(ratios) > 1e-6 * max(ratios):
-        v.fail("scheduler.rungs_kimg", f"must grow geometrically (ASHA's reduction factor), got ratios {ratios}")
-    if len(kw.get("objectives", ())) > 1:
-        v.fail("scheduler.type", "asha prunes on one metric and cannot drive a multi-objective search")
-    out["rungs_kimg"] = rungs
-    return out
-
-
-def _parse_metrics(v: _Validator, data: Any) -> dict[str, Any]:
-    metrics = v.mapping(data, "metrics", allowed=("protocols", "detector", "eval_every_kimg"))
-    protocols = tuple(v.string(p, f"metrics.protocols[{i}]")
-                      for i, p in enumerate(v.sequence(metrics.get("protocols", []), "metrics.protocols")))
-    from microtune.metrics.cache import parse_protocol
-
-    for i, p in enumerate(protocols):
-        try:
-            parse_protocol(p)
-        except MicrotuneError as exc:
-            v.fail(f"metrics.protocols[{i}]", str(exc))
-    detector = v.string(metrics.get("detector", "standard"), "metrics.detector")
-    if detector != "standard" and not re.fullmatch(r"random-seed:\d+", detector):
-        v.fail("metrics.detector", f"must be standard or random-seed:N, got {detector!r}")
-    every = metrics.get("eval_every_kimg")
-    every = None if every is None else v.number(every, "metrics.eval_every_kimg", low=0, low_open=True)
-    return {"protocols": protocols, "detector": detector, "eval_every_kimg": every}
-
-
-def _check_trials(v: _Validator, spec: StudySpec, check_dataset: bool) -> None:
-    """``train``, the axes and the arms, checked by the model family (every trial's options built)."""
-    families.check_spec(spec, check_dataset=check_dataset)
-
-
-class _Validator:
-    """Type checks that raise one :class:`SpecError` sentence naming the source and field."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, where: str, problem: str) -> None:
-        prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
-        raise SpecError(prefix + problem.rstrip(".") + ".")
-
-    def mapping(self, value: Any, where: str, *, required: tuple[str, ...] = (),
-                allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            self.fail(where, f"must be a mapping, got {type(value).__name__}")
-        for key in value:
-            if not isinstance(key, str):
-                self.fail(where, f"key {key!r} must be a string")
-            if allowed is not None and key not in allowed:
-                self.fail(f"{where}.{key}" if where else key, f"unknown key (allowed: {', '.join(allowed)})")
-        for key in required:
-            if key not in value:
-                self.fail(f"{where}.{key}" if where else key, "is required")
-        return value
-
-    def sequence(self, value: Any, where: str, *, nonempty: bool = False) -> list[Any]:
-        if not isinstance(value, list):
-            self.fail(where, f"must be a list, got {type(value).__name__}")
-        if nonempty and not value:
-            self.fail(where, "must not be empty")
-        return value
-
-    def string(self, value: Any, where: str) -> str:
-        if not isinstance(value, str) or not value:
-            self.fail(where, f"must be a non-empty string, got {value!r}")
-        return value
-
-    def choice(self, value: Any, where: str, choices: tuple[str, ...]) -> str:
-        if value not in choices:
-            self.fail(where, f"must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def boolean(self, value: Any, where: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(where, f"must be true or false, got {value!r}")
-        return value
-
-    def number(self, value: Any, where: str, *, low: float | None = None, low_open: bool = False) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(where, f"must be a number, got {value!r}")
-        if low is not None and (value < low or (low_open and value == low)):
-            self.fail(where, f"must be {'>' if low_open else '>='} {low}, got {value}")
-        return value
-
-    def integer(self, value: Any, where: str, *, low: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"must be a whole number, got {value!r}")
-        if low is not None and value < low:
-            self.fail(where, f"must be >= {low}, got {value}")
-        return value
+def _distribution(axis: FloatDistribution | IntDistribution | CategoricalDistribution) -> Distribution:
+    if isinstance(axis, CategoricalDistribution):
+        return Distribution("categorical", choices=tuple(axis.choices))
+    return Distribution(axis.type, low=axis.low, high=axis.high, step=axis.step, log=axis.log)

@@ -58,14 +58,42 @@ def test_dry_run_prints_the_tiny_preset(dataset_dir, tmp_path, capsys):
 
 def test_bad_options_are_refused(dataset_dir, tmp_path):
     base = ("train", "--data", str(dataset_dir), "--out", str(tmp_path / "run"), "--dry-run")
-    with pytest.raises(MicrotuneError, match="--target and --p"):
-        _run(*base, "--target", "0.5", "--p", "0.2")
+    with pytest.raises(SystemExit) as info:  # argparse: --p fixes p, --target adapts it
+        _parser().parse_args([*base, "--target", "0.5", "--p", "0.2"])
+    assert info.value.code == 2
     with pytest.raises(MicrotuneError, match="--subset"):
         _run(*base, "--subset", "99")
     with pytest.raises(MicrotuneError, match="--resume"):
         _run(*base, "--resume")
     with pytest.raises(MicrotuneError, match="resolution 16"):
         _run(*base, "--model", "dcgan")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [  # a bad option value is a usage error: one sentence naming the flag, exit status 2
+        (("--gamma", "-1"), "--gamma: must be >= 0, got -1.0."),
+        (("--batch", "0"), "--batch: must be >= 1, got 0."),
+        (("--target", "1.5"), "--target: must be in [0, 1], got 1.5."),
+        (("--batch", "6"), "--batch: 6 must be divisible by the minibatch-stddev group 4."),  # two options
+        (("--augpipe", "none", "--target", "0.5"), "--target: 0.5 is given but augpipe is none"),
+    ],
+)
+def test_bad_option_values_exit_2_with_one_sentence(dataset_dir, tmp_path, capsys, flags, message):
+    from microtune.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(dataset_dir), "--out", str(run), "--cfg", "tiny", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"microtune: error: {message}")
+    assert not run.exists()
+
+
+def test_a_bad_value_is_refused_before_the_dataset_is_read(tmp_path, capsys):
+    from microtune.cli import main
+
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--gamma", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "microtune: error: --gamma: must be >= 0, got -1.0."
 
 
 def test_train_resume_generate_interpolate(dataset_dir, tmp_path):

@@ -155,7 +155,7 @@ _DELETE = object()
         ("scheduler", {"type": "asha", "rungs_kimg": [1]}, "scheduler.rungs_kimg: needs at least two increasing rungs"),
         ("scheduler", {"type": "asha", "rungs_kimg": [1, 2, 3]}, "scheduler.rungs_kimg: must grow geometrically"),
         ("scheduler", {"type": "fifo", "rungs_kimg": [1, 2]}, "scheduler.rungs_kimg: applies only to type: asha"),
-        ("name", "my study!", "name: 'my study!' must be letters"),
+        ("name", "my study!", r"name: must be letters, digits, .*, got 'my study!'"),
         ("name", _DELETE, "name: is required"),
         ("dataset", "/nonexistent/dataset", "dataset: /nonexistent/dataset is not a prepared dataset"),
         ("model", "vae", "model: must be one of stylegan2, dcgan, hptl"),
@@ -203,6 +203,64 @@ def test_unsupported_combinations_are_refused(big_dataset, mutation, phrase):
         space.check_supported(spec)
 
 
+OPTUNA = {"method": "optuna", "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9}}}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "sentence"),
+    [  # the whole spec is typed models (issue 13): one sentence, the YAML path, no coercion
+        ("search.seeds", [0, "a"], "search.seeds[1]: must be a whole number, got 'a'."),
+        ("search.seeds", [0, 1.0], "search.seeds[1]: must be a whole number, got 1.0."),
+        ("search.seeds", [], "search.seeds: must not be empty."),
+        ("search.foo", 1, "search.foo: unknown key (allowed: method, seeds, params, arms, num_samples, sampler, "
+                          "objectives)."),
+        ("search", {**OPTUNA, "sampler": "cmaes"}, "search.sampler: must be one of tpe, nsga2, got 'cmaes'."),
+        ("search", {**OPTUNA, "num_samples": "8"}, "search.num_samples: must be a whole number, got '8'."),
+        ("search", {**OPTUNA, "arms": [{"gamma": 1.0}]}, "search.arms: applies only to method: grid."),
+        ("search", {**OPTUNA, "params": {"x": {"type": "beta"}}},
+         "search.params.x.type: must be one of float, int, categorical, got 'beta'."),
+        ("search", {**OPTUNA, "params": {"subset": {"type": "int", "low": 10.5, "high": 20}}},
+         "search.params.subset.low: must be a whole number, got 10.5."),
+        ("search", {**OPTUNA, "params": {"gamma": {"type": "float", "low": 1.0, "high": 0.5}}},
+         "search.params.gamma.high: 0.5 must be greater than low (1.0)."),
+        ("search", {**OPTUNA, "params": {"gamma": {"type": "float", "low": 0.0, "high": 1.0, "log": True}}},
+         "search.params.gamma.log: needs low > 0 and no step."),
+        ("search", {**OPTUNA, "params": {"gamma": {"type": "float", "low": 0.1}}}, "search.params.gamma.high: is required."),
+        ("search", {**OPTUNA, "objectives": [{"metric": "fid", "mode": "lowest"}]},
+         "search.objectives[0].mode: must be one of min, max, got 'lowest'."),
+        ("search.num_samples", 4, "search.num_samples: applies only to method: optuna."),
+        ("search.params.gamma", [], "search.params.gamma: must not be empty."),
+        ("search.params.gamma", {"type": "float", "low": 0.1, "high": 1.0},
+         "search.params.gamma: a grid axis is a list of values (float distributions apply to method: optuna)."),
+        ("scheduler", {"type": "asha"}, "scheduler.rungs_kimg: needs at least two increasing rungs."),
+        ("scheduler", {"type": "asha", "rungs_kimg": [1, "2"]}, "scheduler.rungs_kimg[1]: must be a number, got '2'."),
+        ("resources.cpu", "1e-4", "resources.cpu: must be a number, got '1e-4' (YAML reads 1e-4 as text; write it "
+                                  "with a dot, e.g. 0.0001)."),
+        ("resources.gpu", float("nan"), "resources.gpu: must be a finite number, got nan."),
+        ("max_concurrent", True, "max_concurrent: must be a whole number, got True."),
+        ("failure.max_retries", -1, "failure.max_retries: must be >= 0, got -1."),
+        ("tracking.uri", "", "tracking.uri: must not be empty."),
+        ("metrics.eval_every_kimg", "0.5", "metrics.eval_every_kimg: must be a number, got '0.5'."),
+        ("dataset", 7, "dataset: must be a dataset directory or {path: DIR}, got 7."),
+        ("dataset", {"path": "x", "kind": "png"}, "dataset.kind: unknown key (allowed: path)."),
+        ("train", ["cfg", "tiny"], "train: must be a mapping, got list."),
+        ("name", 5, "name: must be a string, got 5."),
+    ],
+)
+def test_typed_spec_sentences(big_dataset, path, value, sentence):
+    with pytest.raises(SpecError) as info:
+        parse_spec(_mutate(base(big_dataset), path, value), source="s.yaml")
+    assert str(info.value) == f"s.yaml: {sentence}"
+
+
+def test_empty_sections_mean_defaults_and_a_non_mapping_spec_is_refused(big_dataset):
+    data = {**base(big_dataset), "resources": None, "failure": None}
+    spec = parse_spec(data, source="s.yaml")
+    assert (spec.cpu, spec.gpu, spec.max_retries) == (1.0, 0.0, 3)
+    with pytest.raises(SpecError, match=r"^s.yaml: must be a mapping, got list\.$"):
+        parse_spec([data], source="s.yaml")
+
+
 def test_yaml_errors_and_missing_file(tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
     with pytest.raises(SpecError, match=r"broken.yaml: not valid YAML at line"):
@@ -219,6 +277,21 @@ def test_cli_refuses_bad_spec_with_one_sentence(tmp_path, big_dataset):
     assert result.stderr.strip().splitlines() == [
         f"microtune: error: {spec}: search.params.ada_target[0]: must be in [0, 1], got 1.5."]
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), [
+    ("gamma", "x", "must be a number, got 'x'"),
+    ("lr_g", "fast", "must be a number, got 'fast'"),
+    ("ema_kimg", [1, 2], "must be a number, got [1, 2]"),
+])
+def test_dry_run_refuses_the_issue_13_train_values(tmp_path, big_dataset, key, value, problem):
+    """The acceptance of issue 13: `sweep launch --dry-run` accepted these (exit 0, trials listed)."""
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump(_mutate(base(big_dataset), f"train.{key}", value)))
+    result = subprocess.run(microtune_cmd("sweep", "launch", str(spec), "--dry-run"), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"microtune: error: {spec}: train.{key}: {problem}."]
 
 
 def test_importing_spec_does_not_import_torch_or_ray():
@@ -263,13 +336,16 @@ def test_hptl_spec_paths_are_made_absolute(mask_dataset, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("path", "value", "phrase"),
     [
-        ("train.depths", "2,9,9", r"train: .* --depths: t2 must be between 0 and 8"),
+        ("train.depths", "2,9,9", r"^seg.yaml: train.depths: t2 must be between 0 and 8 \(conv1, .*\), got 9\.$"),
         ("train.depths", [2, 8, 9], r"train.depths: must be a string, got \[2, 8, 9\] \(write depths as '2,8,9'\)"),
         ("train.epochs", "ten", "train.epochs: must be a whole number"),
         ("train.freeze", "yes", "train.freeze: must be true or false"),
         ("train.cfg", "tiny", "train.cfg: is not a segmentation option"),
-        ("train.split", "lists:/nonexistent/a.txt,/nonexistent/b.txt", "train: split list /nonexistent/a.txt does not exist"),
-        ("search.params.method", ["hptl", "unet"], r"search.params.method\[1\]: .* --method must be one of"),
+        ("train.split", "lists:/nonexistent/a.txt,/nonexistent/b.txt", "train.split: the split list /nonexistent/a.txt does not exist"),
+        ("search.params.method", ["hptl", "unet"], r"^seg.yaml: search.params.method\[1\]: must be one of hptl, .*, got 'unet'\.$"),
+        ("search.params.lr", [1e-3, 0], r"^seg.yaml: search.params.lr\[1\]: must be > 0, got 0\.$"),
+        ("search.arms", [{"method": "otsu", "epochs": 0}], r"^seg.yaml: search.arms\[0\].epochs: must be >= 1, got 0\.$"),
+        ("train.source", "imagenet", r"^seg.yaml: train.source: imagenet needs train.width 1 and train.batch_norm off"),
         ("search.params.kimg", [1], "search.params.kimg: is not a segmentation option"),
         ("search.arms", [{"method": "otsu", "augpipe": "bg"}], r"search.arms\[0\].augpipe: is not a segmentation option"),
         ("search.arms", [{}], "search.arms: lists an empty configuration"),
@@ -297,5 +373,5 @@ def test_hptl_spec_needs_masks_and_segmentation_objectives(big_dataset, mask_dat
         space.check_supported(parse_spec(optuna, source="seg.yaml"))
     optuna["search"]["params"]["lr"]["low"] = -1.0
     optuna["search"]["params"]["lr"]["log"] = False
-    with pytest.raises(SpecError, match=r"search.params.lr.low: .* --lr must be positive"):
+    with pytest.raises(SpecError, match=r"^seg.yaml: search.params.lr.low: must be > 0, got -1.0\.$"):
         parse_spec(optuna, source="seg.yaml")

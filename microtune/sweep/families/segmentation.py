@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from microtune.errors import MicrotuneError
 from microtune.sweep import families
 from microtune.sweep.families import Family, fail
 from microtune.tracking import schema
@@ -31,29 +30,24 @@ PATH_OPTIONS = ("source_weights", "cache_dir", "deeplab_weights")
 PRODUCED = frozenset({schema.SEG_ACC, schema.SEG_MIOU})  # every segmentation trial reports these
 
 
-def _field_kinds() -> dict[str, str]:
-    """SegOptions field -> "str", "int", "float" or "bool" (a dataclass or a pydantic model)."""
-    from microtune.seg.options import SegOptions
-
-    fields = getattr(SegOptions, "__dataclass_fields__", None)
-    if fields:
-        kinds = {name: f.type for name, f in fields.items()}
-    else:
-        kinds = {name: f.annotation for name, f in SegOptions.model_fields.items()}
-    return {name: k if isinstance(k, str) else getattr(k, "__name__", str(k)) for name, k in kinds.items()}
-
-
-def resolve_options(spec: StudySpec, overrides: dict[str, Any], cache_dir: str | None = None):
+def resolve_options(spec: StudySpec, overrides: dict[str, Any], cache_dir: str | None = None, *,
+                    label: Callable[[str], str] | None = None, files: bool = True):
     """The one merge of the spec's fixed ``train`` options, one trial's ``overrides`` (axes, arm,
-    ``seed``) and the dataset into validated :class:`~microtune.seg.options.SegOptions`. Trials of one
-    launch share a cache of trained stage-1 source networks (``<cache_dir>/seg-source``) unless the
-    options set ``cache_dir``: HPTL, HPTL-R and HPTL-2H with one seed train the source VGG-19 once."""
-    from microtune.seg.options import options_from_dict, validate
+    ``seed``) and the dataset into :class:`~microtune.seg.options.SegOptions`, checked by every rule
+    of the typed model (:func:`~microtune.seg.options.make_seg_options`; ``files``: also the files the
+    options name). ``label`` names an option in messages (default: ``train.KEY``, or
+    ``search.params.KEY`` when the trial's overrides set it). Trials of one launch share a cache of
+    trained stage-1 source networks (``<cache_dir>/seg-source``) unless the options set ``cache_dir``:
+    HPTL, HPTL-R and HPTL-2H with one seed train the source VGG-19 once."""
+    from microtune.seg.options import make_seg_options
 
     values = {**spec.train, **overrides, "data": str(spec.dataset)}
     if not values.get("cache_dir") and cache_dir:
         values["cache_dir"] = str(Path(cache_dir) / SOURCE_CACHE)
-    return validate(options_from_dict(values))
+    if label is None:
+        def label(key: str) -> str:
+            return f"search.params.{key}" if key in overrides else f"train.{key}"
+    return make_seg_options(values, label=label, files=files)
 
 
 class SegmentationFamily(Family):
@@ -70,7 +64,9 @@ class SegmentationFamily(Family):
 
     # -- the spec ---------------------------------------------------------------------------------
     def option_keys(self) -> set[str]:
-        return set(_field_kinds()) - {"data", "seed"}
+        from microtune.seg.options import FIELDS
+
+        return set(FIELDS) - {"data", "seed"}
 
     def normalize(self, values: dict[str, Any]) -> dict[str, Any]:
         out = dict(values)
@@ -84,53 +80,55 @@ class SegmentationFamily(Family):
         return out
 
     def validate(self, spec: StudySpec, *, check_dataset: bool) -> None:
+        """Every value on its own (type, range: each axis value, each distribution bound), then
+        ``train`` and every configuration (grid product and arms) built through :func:`resolve_options`,
+        the function the trials use; messages name the YAML path (``search.params.lr[1]: must be > 0``)."""
+        from microtune.seg.options import SegOptionsError, check_value
+
         facts = families.dataset_facts(spec, check_dataset)
         if facts is not None and not facts.get("class_names"):
             fail(spec, "dataset", f"{spec.dataset} has no masks; model: {self.name} needs a dataset prepared with "
                                   "--masks and --class-names")
-        kinds = _field_kinds()
 
-        def check_types(where: str, overrides: dict[str, Any], per_key: bool) -> None:
-            for key, value in overrides.items():
-                at, kind = (f"{where}.{key}" if per_key else where), kinds[key]
-                if kind == "bool" and not isinstance(value, bool):
-                    fail(spec, at, f"must be true or false, got {value!r}")
-                elif kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-                    fail(spec, at, f"must be a whole number, got {value!r}")
-                elif kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                    fail(spec, at, f"must be a number, got {value!r}")
-                elif kind == "str" and not isinstance(value, str):
-                    fail(spec, at, f"must be a string, got {value!r}"
-                         + (" (write depths as '2,8,9')" if key == "depths" else ""))
-
-        def check(where: str, overrides: dict[str, Any], per_key: bool = False) -> None:
-            """Refuse ``train`` + ``overrides``; ``per_key``: name ``where.KEY`` in type errors."""
-            check_types(where, overrides, per_key)
+        def one(where: str, key: str, value: Any) -> None:
             try:
-                resolve_options(spec, overrides)
-            except MicrotuneError as exc:
-                fail(spec, where, f"{overrides or 'the fixed options'} are invalid: {exc}")
-            split = {**spec.train, **overrides}.get("split", "")
-            if check_dataset and isinstance(split, str) and split.startswith("lists:"):  # files on this machine
-                for f in split[len("lists:"):].split(","):
-                    if not Path(f).is_file():
-                        fail(spec, where, f"split list {f} does not exist")
+                check_value(key, value, label=lambda _key: where)
+            except SegOptionsError as exc:
+                fail(spec, where, exc.problem)
 
-        check("train", spec.train, per_key=True)
+        def config(where: str, overrides: dict[str, Any], crossed: bool = False) -> None:
+            def label(key: str) -> str:
+                return f"{where}.{key}" if key in overrides else f"train.{key}"
+
+            try:
+                resolve_options(spec, overrides, label=label, files=check_dataset)
+            except SegOptionsError as exc:
+                combination = f" (in the configuration {overrides})" if crossed and len(overrides) > 1 else ""
+                fail(spec, label(exc.field), exc.problem + combination)
+
+        config("train", {})
         if spec.method == "grid":
             for key, values in spec.grid.items():
                 for i, value in enumerate(values):
-                    check(f"search.params.{key}[{i}]", {key: value})
+                    one(f"search.params.{key}[{i}]", key, value)
             for i, arm in enumerate(spec.arms):
-                check(f"search.arms[{i}]", arm, per_key=True)
-            for config in spec.grid_configurations():
-                check("search.params", config)
+                for key, value in arm.items():
+                    one(f"search.arms[{i}].{key}", key, value)
+            configs = spec.grid_configurations()
+            first_arm = len(configs) - len(spec.arms)
+            for n, overrides in enumerate(configs):
+                if n >= first_arm:
+                    config(f"search.arms[{n - first_arm}]", overrides)
+                else:
+                    config("search.params", overrides, crossed=True)
             return
         for key, d in spec.space.items():
-            values = d.choices if d.kind == "categorical" else (d.low, d.high)
-            for i, value in enumerate(values):
-                check(f"search.params.{key}" + (f"[{i}]" if d.kind == "categorical" else f".{('low', 'high')[i]}"),
-                      {key: int(value) if d.kind == "int" else value})
+            if d.kind == "categorical":
+                for i, value in enumerate(d.choices):
+                    one(f"search.params.{key}[{i}]", key, value)
+            else:
+                for bound in ("low", "high"):
+                    one(f"search.params.{key}.{bound}", key, getattr(d, bound))
 
     def resolve_options(self, spec: StudySpec, overrides: dict[str, Any], **facts: Any):
         """``facts``: ``cache_dir``, the launch's cache directory (see :func:`resolve_options`)."""
