@@ -84,6 +84,26 @@ def test_study_axes_of_the_paper_specs():
     assert gpu_specs and all(s.gpu == 1 for s in gpu_specs)
 
 
+def test_proxy_specs_keep_the_study_protocol_at_laptop_scale():
+    """sweeps/proxy_*.yaml (issue 14, run by benchmarks/proxy_study.py): the SEM study's axes at
+    proxy scale, with FID/KID/recall (k = 3, the study's) against all real images on an offline
+    detector, CPU-only, one torch thread per trial, and ASHA rungs on evaluations."""
+    figs = {p.stem: load_spec(p, check_dataset=False) for p in SHIPPED if p.stem.startswith("proxy_")}
+    assert set(figs) == {"proxy_dataset_size", "proxy_target_rt", "proxy_augmentations", "proxy_rt_asha"}
+    size = figs["proxy_dataset_size"]
+    assert size.grid["subset"] == (10, 30, 100, 300, 1000) and len(size.seeds) >= 2
+    assert size.train["augpipe"] == "bg" and size.train["ada_target"] == 0.5
+    assert figs["proxy_target_rt"].grid["ada_target"] == (0.3, 0.5, 0.7, 0.9)
+    assert {"bg", "blit", "geom", "color", "filter", "noise"} == set(figs["proxy_augmentations"].grid["augpipe"])
+    asha = figs["proxy_rt_asha"]
+    assert asha.scheduler == "asha" and asha.grid == figs["proxy_target_rt"].grid
+    assert asha.train == figs["proxy_target_rt"].train  # the same decision, made two ways
+    for spec in figs.values():
+        assert spec.detector.startswith("random-seed:") and "pr1k3_full" in spec.protocols
+        assert spec.train["device"] == "cpu" and spec.train["num_threads"] == 1 and spec.gpu == 0
+        assert all(r % spec.eval_every_kimg == 0 for r in spec.rungs_kimg)
+
+
 def test_grid_expands_configurations_times_seeds(big_dataset):
     spec = parse_spec(base(big_dataset))
     trials = spec.grid_trials()
