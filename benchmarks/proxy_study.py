@@ -13,7 +13,9 @@ experiment, then a JSON summary under ``benchmarks/results/``:
 - ``augmentations`` (``sweeps/proxy_augmentations.yaml``): best FID per augmentation type.
 - ``rt_asha``       (``sweeps/proxy_rt_asha.yaml`` against ``proxy_target_rt.yaml``): the r_t
   decision made by the grid and by ASHA, each with 3 seed sets; trial-seconds (sum of the trial
-  runs' durations in MLflow) and whether ASHA picks the grid's r_t.
+  runs' durations in MLflow) and whether ASHA picks the grid's r_t. The grid's seed sets are the
+  three seeds of ``benchmarks/results/proxy_target_rt.json`` when it exists (run ``target_rt``
+  first), else the grid is run here once per seed set.
 
 Data: ``microtune data synth --count 1000 --resolution 32 --specimens 100 --seed 0`` (made once
 under ``runs/proxy/data``). Every study runs in its own project directory ``runs/proxy/<study>``
@@ -212,7 +214,13 @@ def run_study(study: str, args, root: Path, dataset: Path) -> dict:
     try:
         if study == "rt_asha":
             result["arms"] = []
-            for kind, base in (("grid", "proxy_target_rt"), ("asha", "proxy_rt_asha")):
+            grid_json = ROOT / "benchmarks" / "results" / "proxy_target_rt.json"
+            kinds = [("grid", "proxy_target_rt"), ("asha", "proxy_rt_asha")]
+            if args.kimg is None and grid_json.is_file():  # the grid's 3 seed sets = target_rt's 3 seeds
+                result["arms"] += grid_arms_from(json.loads(grid_json.read_text()))
+                result["grid_from"] = str(grid_json.relative_to(ROOT))
+                kinds = kinds[1:]
+            for kind, base in kinds:
                 for seed_set in ([0], [1], [2]):
                     exp = f"{base}_s{seed_set[0]}"
                     spec = derived_spec(base, project, kimg=args.kimg, seeds=seed_set, experiment=exp)
@@ -249,6 +257,21 @@ def run_study(study: str, args, root: Path, dataset: Path) -> dict:
     finally:
         server.stop()
     return result
+
+
+def grid_arms_from(target_rt: dict) -> list[dict]:
+    """The grid arms of the ASHA comparison from a finished proxy_target_rt run (one per seed)."""
+    arms = []
+    for seed in sorted({r["seed"] for r in target_rt["trials"]}):
+        rows = [r for r in target_rt["trials"] if r["seed"] == seed]
+        done = [r for r in rows if r["best_fid"] is not None]
+        best = min(done, key=lambda r: r["best_fid"]) if done else None
+        arms.append({"scheduler": "grid", "seeds": [seed], "trials": rows,
+                     "trial_seconds": round(sum(r["duration_s"] for r in rows), 1),
+                     "kimg_trained": round(sum(r["kimg"] or 0 for r in rows), 2),
+                     "chosen_ada_target": best["axis"] if best else None,
+                     "load1_mean": target_rt.get("load1_mean")})
+    return arms
 
 
 def asha_summary(arms: list[dict]) -> dict:

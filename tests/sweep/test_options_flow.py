@@ -76,3 +76,19 @@ def test_dry_run_refuses_bad_train_options(tmp_path, dataset, train, message):
     assert result.returncode == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"microtune: error: {path}: {message}"), lines
+
+
+def test_a_target_axis_crossed_with_none_is_refused_as_duplicate_trials(tmp_path, dataset):
+    """augpipe none × two targets would train one configuration twice (the none trials have no
+    target): refused at --dry-run, pointing at search.arms; one target crossed with none is fine."""
+    from microtune.sweep.spec import SpecError
+
+    path = _spec(tmp_path, dataset, {}, {"augpipe": ["none", "bg"], "ada_target": [0.35, 0.75]})
+    with pytest.raises(SpecError, match=r"search.params: the configurations \{'ada_target': 0.35, 'augpipe': 'none'\} "
+                                        r"and \{'ada_target': 0.75, 'augpipe': 'none'\} train the same options "
+                                        r"\(augpipe none has no ADA target; list a no-augmentation baseline once, in search.arms\)"):
+        load_spec(path)
+    arms = yaml.safe_load(path.read_text())
+    arms["search"] = {"method": "grid", "seeds": [0], "params": {"ada_target": [0.35, 0.75]}, "arms": [{"augpipe": "none"}]}
+    path.write_text(yaml.safe_dump(arms))
+    assert _controllers(path) == [("bg", 0.35, 0.0), ("bg", 0.75, 0.0), ("none", None, 0.0)]

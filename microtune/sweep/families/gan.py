@@ -9,6 +9,8 @@ Importing this module imports neither torch nor pydantic.
 
 from __future__ import annotations
 
+import json
+
 from typing import TYPE_CHECKING, Any, Callable
 
 from microtune.errors import MicrotuneError
@@ -172,14 +174,24 @@ def _check_resolved(spec: StudySpec, resolution: int, gan_config: Any) -> None:
                  for i, c in enumerate(configs)]
     else:
         cases = [({}, False, "search.params")]
+    seen: dict[str, tuple[dict, str]] = {}
     for config, arm, where in cases:
         def label(key: str, config=config, where=where) -> str:
             return f"{where}.{key}" if key in config else f"train.{key}"
 
         try:
-            resolve_options(spec, {**config, **seed}, resolution, label=label, arm=arm)
+            options = resolve_options(spec, {**config, **seed}, resolution, label=label, arm=arm)
         except gan_config.OptionsError as exc:
             combination = f" (in the configuration {config})" if exc.field in config and not arm else ""
             fail(spec, label(exc.field), exc.problem + combination)
         except MicrotuneError as exc:
             fail(spec, "dataset", str(exc))
+        # two configurations that train the same thing (an ada_target axis crossed with augpipe none,
+        # whose trials have no target) would spend a trial twice and count one configuration twice
+        key = json.dumps(options.to_dict(), sort_keys=True, default=str)
+        if key in seen:
+            first, first_where = seen[key]
+            why = ("augpipe none has no ADA target; list a no-augmentation baseline once, in search.arms"
+                   if options.augpipe == "none" else "one of them is redundant")
+            fail(spec, where, f"the configurations {first}{'' if first_where == where else f' ({first_where})'} and {config} train the same options ({why})")
+        seen[key] = (config, where)
