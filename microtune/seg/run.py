@@ -126,8 +126,8 @@ def run_segmentation(options: SegOptions, *, report: Report | None = None,
     """Run one configuration; returns the final metrics (``seg_acc``, ``seg_miou``, losses, ms...).
 
     This is the function a sweep trainable calls: ``report(step, metrics)`` gets every epoch's
-    metrics (keys of :mod:`microtune.tracking.schema` plus ``seg_loss_gap``, ``seg_iou_<class>``,
-    ``seg_epoch``, ``seg_stage``); ``should_stop()`` ends training after the current epoch.
+    metrics (keys of :mod:`microtune.tracking.schema`, per-class IoU as ``seg_iou_<class>``);
+    ``should_stop()`` ends training after the current epoch.
     ``split``: what :func:`load_split` returned, when the caller loaded it already (to validate
     before writing anything); loaded here otherwise.
     """

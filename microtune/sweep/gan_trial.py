@@ -30,7 +30,7 @@ from typing import Any
 
 from microtune.io import atomic_write_json
 from microtune.sweep.contract import RUN_ID_KEY, OpenTrial, Session, TrialContext, TrialState, open_trial
-from microtune.sweep.families.gan import resolve_options
+from microtune.sweep import families
 from microtune.tracking import schema
 
 GAN_CHECKPOINT = "checkpoint-latest.pt"   # the training loop's full-state checkpoint
@@ -47,15 +47,17 @@ def update_best(best: dict[str, float], metrics: dict[str, float]) -> bool:
     return improved
 
 
-def run_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
+def run_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session,
+              family: families.Family | None = None) -> dict[str, float]:
     """Run one trial (``overrides``: its axes and ``seed``) to the end, or until Tune stops it;
-    returns the last metrics. A retried or resumed trial continues from ``session.restored_dir()``."""
+    returns the last metrics. A retried or resumed trial continues from ``session.restored_dir()``.
+    ``family`` resolves the options (default: the registry's family of ``ctx.spec.model``)."""
     from microtune.data.dataset import Dataset
     from microtune.gan.loop import train
 
     spec = ctx.spec
     dataset = Dataset.open(spec.dataset)
-    options = resolve_options(spec, overrides, dataset.resolution)
+    options = (family or families.get(spec.model)).resolve_options(spec, overrides, resolution=dataset.resolution)
     trial = open_trial(ctx, session, overrides)
     tracker = trial.tracker
     work = trial.trial_dir / "train"

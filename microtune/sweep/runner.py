@@ -236,7 +236,13 @@ def _headline(spec: StudySpec) -> tuple[str, str]:
         return spec.objectives[0].metric, spec.objectives[0].mode
     if spec.scheduler == "asha":
         return spec.scheduler_metric, spec.scheduler_mode
-    return families.get(spec.model).default_objective
+    family = families.get(spec.model)
+    produced = family.produced_metrics(spec)
+    metric, mode = family.default_objective
+    if metric in produced or not produced:
+        return metric, mode
+    first = sorted(produced)[0]  # e.g. only kid measured: a lower-is-better metric keeps its direction
+    return first, "min" if first in schema.LOWER_IS_BETTER else "max"
 
 
 def _build_tuner(spec: StudySpec, context: TrialContext, storage: str, max_concurrent: int | None,

@@ -1,4 +1,4 @@
-"""One segmentation trial (``model: hptl``): Ray config → :func:`microtune.seg.run.run_segmentation`.
+"""One segmentation trial (``model: hptl``): its overrides → :func:`microtune.seg.run.run_segmentation`.
 
 The family :mod:`microtune.sweep.families.segmentation` describes the study and calls
 :func:`run_seg_trial`; this module knows nothing of ``ray.tune`` (the runner hands it a
@@ -32,16 +32,11 @@ import dataclasses
 from typing import Any
 
 from microtune.sweep.contract import RUN_ID_KEY, Session, TrialContext, open_trial
-from microtune.sweep.families.segmentation import resolve_options
+from microtune.sweep import families
 from microtune.tracking import schema
 
 SEG_STEP = "seg_step"          # training crops seen when a report was made (the MLflow step)
 RETRIED = "retried"            # tag "true" on an abandoned attempt's run (a later attempt has its own)
-
-
-def resolve_seg_options(ctx: TrialContext, overrides: dict[str, Any]):
-    """The trial's validated :class:`~microtune.seg.options.SegOptions` (with the launch's source cache)."""
-    return resolve_options(ctx.spec, overrides, cache_dir=ctx.cache_dir)
 
 
 def seg_params(options: Any, dataset_size: int) -> dict[str, Any]:
@@ -52,9 +47,11 @@ def seg_params(options: Any, dataset_size: int) -> dict[str, Any]:
     return params
 
 
-def run_seg_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
+def run_seg_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session,
+                  family: families.Family | None = None) -> dict[str, float]:
     """Run one segmentation trial (``overrides``: its axes, arm and ``seed``) to the end; returns its
-    final metrics. A retried trial starts again (see the module docstring)."""
+    final metrics. A retried trial starts again (see the module docstring). ``family`` resolves the
+    options (default: the registry's family of ``ctx.spec.model``)."""
     import torch
 
     from microtune.data.dataset import Dataset
@@ -62,7 +59,7 @@ def run_seg_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session
     from microtune.seg.run import run_segmentation
 
     spec = ctx.spec
-    options = resolve_seg_options(ctx, overrides)
+    options = (family or families.get(spec.model)).resolve_options(spec, overrides, cache_dir=ctx.cache_dir)
     torch.set_num_threads(max(1, int(spec.cpu)))
     trial = open_trial(ctx, session, overrides)
     tracker = trial.tracker

@@ -21,7 +21,8 @@ from typing import Any
 from microtune.sweep import families
 from microtune.sweep.spec import Distribution, SpecError, StudySpec
 
-REPEAT_INDEX = "__trial_index__"  # set by ray.tune.search.Repeater
+REPEAT_INDEX = "__trial_index__"
+LEGACY_TRIAL_KEY = "trial"        # grid configs of studies launched by earlier versions: {"trial": overrides}  # set by ray.tune.search.Repeater
 
 
 def check_supported(spec: StudySpec) -> None:
@@ -69,6 +70,8 @@ def trial_overrides(spec: StudySpec, config: dict[str, Any]) -> dict[str, Any]:
     """The training-option overrides (incl. ``seed``) of one trial from its Ray config: a grid
     trial's config is its overrides; an Optuna trial's holds the sampled values and Ray's repeat index."""
     if spec.method == "grid":
+        if set(config) == {LEGACY_TRIAL_KEY} and isinstance(config[LEGACY_TRIAL_KEY], dict):
+            return dict(config[LEGACY_TRIAL_KEY])  # studies launched by earlier versions stay resumable
         return dict(config)
     # Optuna's stepped floats carry binary noise (0.8999999999999999): keep 10 significant digits
     overrides = {k: float(f"{v:.10g}") if isinstance(v, float) else v for k, v in config.items() if k in spec.space}

@@ -92,3 +92,11 @@ def test_a_target_axis_crossed_with_none_is_refused_as_duplicate_trials(tmp_path
     arms["search"] = {"method": "grid", "seeds": [0], "params": {"ada_target": [0.35, 0.75]}, "arms": [{"augpipe": "none"}]}
     path.write_text(yaml.safe_dump(arms))
     assert _controllers(path) == [("bg", 0.35, 0.0), ("bg", 0.75, 0.0), ("none", None, 0.0)]
+
+
+def test_grid_configs_of_earlier_versions_still_resolve(tmp_path, dataset):
+    """Studies launched before the wrapper went held {"trial": overrides} as a grid trial's Ray config;
+    `sweep resume` restores those configs, so they must still give the same overrides."""
+    spec = load_spec(_spec(tmp_path, dataset, {}, {"ada_target": [0.35, 0.75]}))
+    for trial in spec.grid_trials():
+        assert space.trial_overrides(spec, {"trial": dict(trial)}) == trial == space.trial_overrides(spec, dict(trial))

@@ -47,8 +47,6 @@ class Family:
     no_asha: str | None = None
     #: None when ``metrics:`` (protocols, detector, eval_every_kimg) applies, else what trials measure instead
     no_metric_protocols: str | None = None
-    #: True when a retried or resumed trial continues from its last checkpoint (else it restarts)
-    resumes_from_checkpoint: bool = False
     #: what an option is called in messages: "train.x: is not <option_noun>"
     option_noun: str = "an option"
 

@@ -63,14 +63,13 @@ class GanFamily(Family):
 
     default_objective = (schema.FID, "min")
     objective_metrics = (schema.FID, schema.KID, schema.PRECISION, schema.RECALL)
-    resumes_from_checkpoint = True
     option_noun = "a training option"
 
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def __reduce__(self):  # pickled by name: a worker gets the family its registry holds
-        return (GanFamily, (self.name,))
+    def __reduce__(self):  # rebuilt from its class and name on a worker (a subclass stays itself)
+        return (type(self), (self.name,))
 
     # -- the spec ---------------------------------------------------------------------------------
     def option_keys(self) -> set[str]:
@@ -150,7 +149,7 @@ class GanFamily(Family):
     def run_trial(self, overrides: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
         from microtune.sweep.gan_trial import run_trial
 
-        return run_trial(overrides, ctx, session)
+        return run_trial(overrides, ctx, session, family=self)
 
 
 def _check_value(spec: StudySpec, where: str, key: str, value: Any, count: int | None, gan_config: Any) -> None:

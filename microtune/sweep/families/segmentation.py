@@ -56,11 +56,10 @@ class SegmentationFamily(Family):
     objective_metrics = (schema.SEG_ACC, schema.SEG_MIOU)
     no_asha = "a trial trains several networks in stages, so its epochs are not one budget"
     no_metric_protocols = "segmentation trials measure pixel accuracy, IoU, losses and inference time every epoch"
-    resumes_from_checkpoint = False
     option_noun = "a segmentation option"
 
     def __reduce__(self):
-        return (SegmentationFamily, ())
+        return (type(self), ())
 
     # -- the spec ---------------------------------------------------------------------------------
     def option_keys(self) -> set[str]:
@@ -153,13 +152,13 @@ class SegmentationFamily(Family):
                          answer=((schema.SEG_ACC, "max"), (schema.SEG_MIOU, "max")), progress=None)
 
     def progress(self, result: dict[str, Any]) -> str:
-        return f"stage {result.get('seg_stage', '-')} epoch {result.get('seg_epoch', '-')}"
+        return f"stage {result.get(schema.SEG_STAGE, '-')} epoch {result.get(schema.SEG_EPOCH, '-')}"
 
     # -- trials -----------------------------------------------------------------------------------
     def run_trial(self, overrides: dict[str, Any], ctx: TrialContext, session: Session) -> dict[str, float]:
         from microtune.sweep.seg_trial import run_seg_trial
 
-        return run_seg_trial(overrides, ctx, session)
+        return run_seg_trial(overrides, ctx, session, family=self)
 
 
 FAMILY = families.register(SegmentationFamily())
