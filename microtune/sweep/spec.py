@@ -391,7 +391,7 @@ class SpecIn(_Section):
 
     name: Annotated[str, AfterValidator(_name)]
     description: str | None = None
-    model: ModelName = "stylegan2"
+    model: ModelName = families.DEFAULT
     dataset: DatasetIn
     train: Options = {}
     search: SearchIn = Field(default_factory=SearchIn)

@@ -112,6 +112,7 @@ class Family:
 
 
 _REGISTRY: dict[str, Family] = {}
+DEFAULT = "stylegan2"  # the family of a spec that names no model:
 
 
 def register(family: Family) -> Family:
