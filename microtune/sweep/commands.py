@@ -115,11 +115,8 @@ def _absolute(path: str | None) -> str | None:
 
 
 def format_status(rows: list[dict]) -> str:
-    """A fixed-width table of :func:`microtune.sweep.runner.status_rows`."""
-    if any(row.get("seg_acc") is not None for row in rows):  # a segmentation (hptl) study
-        columns = ["trial", "state", "stage", "epoch", "seg_acc", "seg_miou", "failures", "config"]
-    else:
-        columns = ["trial", "state", "kimg", "fid", "best_fid", "recall", "best_recall", "failures", "config"]
+    """A fixed-width table of :func:`microtune.sweep.runner.status_rows` (its keys are the columns)."""
+    columns = list(rows[0]) if rows else ["trial", "state", "failures", "config"]
 
     def cell(value) -> str:
         if value is None:

@@ -607,23 +607,24 @@ def resolve_study(name_or_path: str, project_dir: Path, storage: str | None = No
 
 
 def status_rows(name_or_path: str, *, project_dir: Path, storage: str | None = None) -> list[dict[str, Any]]:
-    """One row per trial: trial, state, kimg, latest and best fid/recall (segmentation trials: stage,
-    epoch, pixel accuracy, mean IoU), failures, config."""
+    """One row per trial: trial, state, the family's status columns from the trial's last result
+    (GAN: kimg, latest and best fid/recall; segmentation: stage, epoch, pixel accuracy, mean IoU),
+    failures, config. Every row has the same keys, in table order."""
     from ray.tune import ExperimentAnalysis
 
     study_dir = resolve_study(name_or_path, project_dir, storage)
+    model = StudyRecord.load(study_dir).spec.get("model", families.DEFAULT)
+    try:
+        family = families.get(model)
+        columns = family.status_columns or tuple((m, m) for m in family.objective_metrics)
+    except MicrotuneError:  # a family registered only in the process that launched the study
+        columns = ()
     analysis = ExperimentAnalysis(str(study_dir))
     rows = []
     for trial in analysis.trials:
         last = trial.last_result or {}
-        rows.append({
-            "trial": trial.trial_id, "state": trial.status, "kimg": last.get(schema.KIMG),
-            "fid": last.get(schema.FID), "best_fid": last.get(schema.BEST_FID),
-            "recall": last.get(schema.RECALL), "best_recall": last.get(schema.BEST_RECALL),
-            "stage": last.get(schema.SEG_STAGE), "epoch": last.get(schema.SEG_EPOCH),
-            "seg_acc": last.get(schema.SEG_ACC), "seg_miou": last.get(schema.SEG_MIOU),
-            "failures": trial.num_failures, "config": _short_config(trial.config),
-        })
+        rows.append({"trial": trial.trial_id, "state": trial.status, **{c: last.get(k) for c, k in columns},
+                     "failures": trial.num_failures, "config": _short_config(trial.config)})
     return rows
 
 

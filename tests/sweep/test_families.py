@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from microtune.sweep import families, runner, space
+from microtune.sweep.commands import format_status
 from microtune.sweep.contract import RUN_ID_KEY, open_trial
 from microtune.sweep.spec import SpecError, parse_spec
 from microtune.tracking import mlflow_io
@@ -154,8 +155,12 @@ def test_a_toy_family_runs_a_real_study(toy, sweep_project, sweep_server, tmp_pa
     # the study's answer on the parent run: the best toy_loss over trials, (0.3 - 0.3)² + 0.5 / 2
     parents = mlflow_io.load_runs(sweep_server.uri, "toyfamily", role="study").sort_values("start_time")
     assert parents[f"metrics.{TOY_METRIC}"].iloc[-1] == pytest.approx(0.25)
-    assert " ".join(r["config"] for r in runner.status_rows("toyfamily", project_dir=tmp_path, storage=str(storage))
-                    ).count("seed=0") == 3
+    rows = runner.status_rows("toyfamily", project_dir=tmp_path, storage=str(storage))
+    assert " ".join(r["config"] for r in rows).count("seed=0") == 3
+    # `sweep status` shows the family's columns (here its objective metric), not GAN or segmentation ones
+    assert list(rows[0]) == ["trial", "state", TOY_METRIC, "failures", "config"]
+    assert sorted(r[TOY_METRIC] for r in rows) == pytest.approx(sorted(runs[f"metrics.{TOY_METRIC}"]))
+    assert format_status(rows).splitlines()[0].split() == ["trial", "state", TOY_METRIC, "failures", "config"]
 
 
 def test_segmentation_trial_imports_without_the_gan_trial():

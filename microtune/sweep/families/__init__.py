@@ -49,6 +49,9 @@ class Family:
     no_metric_protocols: str | None = None
     #: what an option is called in messages: "train.x: is not <option_noun>"
     option_noun: str = "an option"
+    #: ``sweep status`` columns after trial and state: (column, key of the trial's last result);
+    #: empty: the objective metrics
+    status_columns: tuple[tuple[str, str], ...] = ()
 
     # -- the spec ---------------------------------------------------------------------------------
     def option_keys(self) -> set[str]:

@@ -64,6 +64,8 @@ class GanFamily(Family):
     default_objective = (schema.FID, "min")
     objective_metrics = (schema.FID, schema.KID, schema.PRECISION, schema.RECALL)
     option_noun = "a training option"
+    status_columns = (("kimg", schema.KIMG), ("fid", schema.FID), ("best_fid", schema.BEST_FID),
+                      ("recall", schema.RECALL), ("best_recall", schema.BEST_RECALL))
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -57,6 +57,8 @@ class SegmentationFamily(Family):
     no_asha = "a trial trains several networks in stages, so its epochs are not one budget"
     no_metric_protocols = "segmentation trials measure pixel accuracy, IoU, losses and inference time every epoch"
     option_noun = "a segmentation option"
+    status_columns = (("stage", schema.SEG_STAGE), ("epoch", schema.SEG_EPOCH), ("seg_acc", schema.SEG_ACC),
+                      ("seg_miou", schema.SEG_MIOU))
 
     def __reduce__(self):
         return (type(self), ())
