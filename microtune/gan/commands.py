@@ -64,7 +64,7 @@ def _add_train(sub) -> None:
                    help="bf16 autocasts the unregularised passes (regularisers stay fp32); default fp32")
     p.add_argument("--metrics", default="", help="comma-separated metrics per evaluation: fid,kid,pr (default none)")
     p.add_argument("--metrics-num-gen", type=int, help="generated images per metric (default 50000)")
-    p.add_argument("--detector", default="standard", help="feature network: standard or random-seed:N (offline)")
+    p.add_argument("--detector", default="standard", help="feature network: standard, random-seed:N or texture-vgg19-seed:N (both offline)")
     p.add_argument("--detector-weights", action="append", default=[], metavar="PATH", help="detector weight file(s)")
     p.add_argument("--cache-dir", metavar="DIR", help="cache for detector weights and real statistics")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")

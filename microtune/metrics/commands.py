@@ -65,9 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-gen", type=int, metavar="N",
                    help="generated images per metric; overrides protocol sizes (default: from the protocol "
                         "names, 50000 for bare fid/kid/pr; with --images: all images in DIR)")
-    p.add_argument("--detector", default="standard", metavar="standard|random-seed:N",
-                   help="'standard' (Inception-v3 + VGG-16 weights required) or 'random-seed:N' (offline, "
-                        "labelled random-weight detector) (default: %(default)s)")
+    p.add_argument("--detector", default="standard", metavar="standard|random-seed:N|texture-vgg19-seed:N",
+                   help="'standard' (Inception-v3 + VGG-16 weights required), 'random-seed:N' (offline, "
+                        "labelled random-weight detector) or 'texture-vgg19-seed:N' (offline: a VGG-19 trained "
+                        "here on procedural micrograph textures on first use, ~2 min, cached; its weights' "
+                        "sha256 is in the tag) (default: %(default)s)")
     p.add_argument("--detector-weights", action="append", default=[], metavar="PATH",
                    help="weights file or folder; repeat for Inception-v3 and VGG-16")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE), metavar="DIR",

@@ -70,6 +70,7 @@ __all__ = [
     "STANDARD_SPECS",
     "ROLE_DETECTOR",
     "parse_detector_choice",
+    "is_detector_choice",
     "build_inception",
     "build_vgg16_fc2",
     "build_random_weights",
@@ -372,14 +373,22 @@ STANDARD_SPECS: dict[str, WeightsSpec] = {
 ROLE_DETECTOR = {"fid": "inception-v3-tf", "pr": "vgg16-fc2"}
 
 
+DETECTOR_CHOICES = "standard, random-seed:N or texture-vgg19-seed:N"
+
+
+def is_detector_choice(choice: str) -> bool:
+    """True for the detectors ``load_detector`` builds: ``standard`` (Inception-v3 + VGG-16 weight
+    files), ``random-seed:N`` (random convolutions) and ``texture-vgg19-seed:N`` (trained here, offline)."""
+    return choice == "standard" or bool(_RANDOM_RE.match(choice) or _TEXTURE_RE.match(choice))
+
+
 def parse_detector_choice(choice: str) -> int | None:
-    """``"standard"`` → ``None``; ``"random-seed:N"`` → ``N``; anything else is refused."""
-    if choice == "standard":
-        return None
+    """``"random-seed:N"`` → ``N``; ``"standard"`` and ``"texture-vgg19-seed:N"`` → ``None``;
+    anything else is refused in one sentence."""
+    if not is_detector_choice(choice):
+        raise MicrotuneError(f"--detector {choice!r} is not understood; use {DETECTOR_CHOICES}.")
     match = _RANDOM_RE.match(choice)
-    if match is None:
-        raise MicrotuneError(f"--detector {choice!r} is not understood; use 'standard' or 'random-seed:N'.")
-    return int(match.group(1))
+    return int(match.group(1)) if match else None
 
 
 def _how_to_provide(spec: WeightsSpec, folder: Path | None) -> str:
@@ -488,7 +497,7 @@ def load_detector(
     role : {"fid", "pr"}
         Which metric family the detector serves.
     choice : str
-        ``"standard"`` or ``"random-seed:N"``.
+        ``"standard"``, ``"random-seed:N"`` or ``"texture-vgg19-seed:N"``.
     weights, cache_dir, allow_download
         See :func:`resolve_weights`.
     device : str or torch.device
@@ -501,6 +510,8 @@ def load_detector(
     seed = parse_detector_choice(choice)
     if seed is not None:
         return build_random(seed).to(device)
+    if _TEXTURE_RE.match(choice):  # trained on first use, cached under <cache_dir>/detectors/
+        return build_texture_vgg(choice, cache_dir=cache_dir).to(device)
     specs = specs or STANDARD_SPECS
     check_weight_files(weights, list(specs.values()))
     spec = specs[ROLE_DETECTOR[role]]

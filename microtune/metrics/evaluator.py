@@ -333,7 +333,7 @@ def make_evaluator(
     detectors: dict[str, Detector] = {}
     for role in roles:
         if detector != "standard" and detectors:
-            detectors[role] = next(iter(detectors.values()))  # one random net serves both roles
+            detectors[role] = next(iter(detectors.values()))  # one offline net serves both roles
             continue
         detectors[role] = load_detector(role, detector, weights=detector_weights, cache_dir=cache_dir, device=dev,
                                         allow_download=allow_download, specs=specs)

@@ -36,7 +36,7 @@ Grammar (every key optional unless marked)::
       rungs_kimg: [1, 2, 4]          # asha: the rungs; grace period = first, factor = ratio
     metrics:
       protocols: [fid500_full]       # evaluation protocols (names encode sizes)
-      detector: standard             # standard | random-seed:N
+      detector: standard             # standard | random-seed:N | texture-vgg19-seed:N
       eval_every_kimg: 1             # overrides train.eval_every_kimg
     resources: {cpu: 1, gpu: 0}      # per trial; fractions allowed
     max_concurrent: 2                # trials at once (0 = as many as resources allow)
@@ -212,8 +212,8 @@ def _protocol(value: str) -> str:
 
 
 def _detector(value: str) -> str:
-    if value != "standard" and not re.fullmatch(r"random-seed:\d+", value):
-        raise typed.rule(f"must be standard or random-seed:N, got {value!r}")
+    if value != "standard" and not re.fullmatch(r"(random|texture-vgg19)-seed:\d+", value):
+        raise typed.rule(f"must be standard, random-seed:N or texture-vgg19-seed:N, got {value!r}")
     return value
 
 

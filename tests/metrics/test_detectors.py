@@ -131,3 +131,20 @@ def test_vgg16_fc2_gives_4096_relu_features():
     det = D.build_vgg16_fc2(None, "1" * 64)
     feats = det.features(_gray(2, 32))
     assert det.tag == "vgg16-fc2:111111111111" and feats.shape == (2, 4096) and bool((feats >= 0).all())
+
+
+def test_texture_detector_is_a_choice_trained_once_and_tagged_by_its_weights(tmp_path, monkeypatch):
+    """`--detector texture-vgg19-seed:N` (offline, trained here): load_detector builds it, caches the
+    trained weights under <cache>/detectors, and tags it with their sha256 so that metric values and
+    cached real statistics name the exact network. 3 training steps instead of 300 keep this fast;
+    the seed and the cache are what is checked."""
+    monkeypatch.setitem(D.TEXTURE_VGG, "steps", 3)
+    first = D.load_detector("fid", "texture-vgg19-seed:0", cache_dir=tmp_path)
+    again = D.load_detector("pr", "texture-vgg19-seed:0", cache_dir=tmp_path)  # from the cache
+    other = D.load_detector("fid", "texture-vgg19-seed:1", cache_dir=tmp_path)
+    assert first.tag.startswith("texture-vgg19-seed:0:") and first.tag == again.tag != other.tag
+    assert first.tag.endswith(first.weights_sha256[:12]) and list((tmp_path / "detectors").iterdir())
+    images = torch.randint(0, 256, (3, 1, 32, 32), dtype=torch.uint8)
+    feats = first.features(images)
+    assert feats.shape == (3, first.feature_dim) and torch.equal(feats, again.features(images))
+    assert D.parse_detector_choice("texture-vgg19-seed:2") is None and D.is_detector_choice("texture-vgg19-seed:2")

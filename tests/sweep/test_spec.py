@@ -171,7 +171,7 @@ _DELETE = object()
         ("resources.cpu", 0, "resources.cpu: must be > 0"),
         ("max_concurrent", 1.5, "max_concurrent: must be a whole number"),
         ("metrics.protocols", ["fid10_half"], r"metrics.protocols\[0\]: metric protocol 'fid10_half' is not understood"),
-        ("metrics.detector", "inception", "metrics.detector: must be standard or random-seed:N"),
+        ("metrics.detector", "inception", "metrics.detector: must be standard, random-seed:N or texture-vgg19-seed:N"),
         ("scheduler", {"type": "asha", "rungs_kimg": [1]}, "scheduler.rungs_kimg: needs at least two increasing rungs"),
         ("scheduler", {"type": "asha", "rungs_kimg": [1, 2, 3]}, "scheduler.rungs_kimg: must grow geometrically"),
         ("scheduler", {"type": "fifo", "rungs_kimg": [1, 2]}, "scheduler.rungs_kimg: applies only to type: asha"),
