@@ -100,3 +100,14 @@ def test_grid_configs_of_earlier_versions_still_resolve(tmp_path, dataset):
     spec = load_spec(_spec(tmp_path, dataset, {}, {"ada_target": [0.35, 0.75]}))
     for trial in spec.grid_trials():
         assert space.trial_overrides(spec, {"trial": dict(trial)}) == trial == space.trial_overrides(spec, dict(trial))
+
+
+@pytest.mark.parametrize(("train", "params", "message"), [
+    ({"snapshot_every_kimg": 2}, {"gamma": [1.0]}, "train.snapshot_every_kimg: is set by the study"),
+    ({}, {"eval_every_kimg": [1, 2]}, "search.params.eval_every_kimg: cannot vary between trials"),
+])
+def test_options_the_study_sets_are_refused_not_replaced(tmp_path, dataset, train, params, message):
+    from microtune.sweep.spec import SpecError
+
+    with pytest.raises(SpecError, match=message):
+        load_spec(_spec(tmp_path, dataset, train, params))

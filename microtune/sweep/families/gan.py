@@ -82,6 +82,16 @@ class GanFamily(Family):
     def validate(self, spec: StudySpec, *, check_dataset: bool) -> None:
         from microtune.gan import config as gan_config
 
+        # the study sets these for every trial (evaluations and snapshots coincide, so every report
+        # to Tune carries a checkpoint of that moment): a value here would be silently replaced
+        places = [("train", spec.train), *((f"search.arms[{i}]", arm) for i, arm in enumerate(spec.arms))]
+        places.append(("search.params", spec.grid if spec.method == "grid" else spec.space))
+        for where, values in places:
+            if "snapshot_every_kimg" in values:
+                fail(spec, f"{where}.snapshot_every_kimg", "is set by the study: snapshots coincide with "
+                                                           "evaluations (metrics.eval_every_kimg)")
+            if "eval_every_kimg" in values and where != "train":
+                fail(spec, f"{where}.eval_every_kimg", "cannot vary between trials; set metrics.eval_every_kimg")
         facts = families.dataset_facts(spec, check_dataset)
         count = int(facts["count"]) if facts else None
         axes = dict(spec.grid) if spec.method == "grid" else {k: d.choices for k, d in spec.space.items() if d.choices}
