@@ -163,12 +163,12 @@ def groups(rows: list[dict], key: str) -> dict:
 
 
 def fit(x, y) -> dict:
-    """Least-squares line y = slope x + intercept and its R^2."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    slope, intercept = np.polyfit(x, y, 1)
-    resid = y - (slope * x + intercept)
-    r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
-    return {"slope": round(float(slope), 5), "intercept": round(float(intercept), 5), "r2": round(r2, 4), "n": len(x)}
+    """Least-squares line y = slope x + intercept and its R^2: the fit analysis/dataset_size.py draws."""
+    from analysis.loader import linear_fit
+
+    line = linear_fit(x, y)
+    return {"slope": round(line["slope"], 5), "intercept": round(line["intercept"], 5), "r2": round(line["r2"], 4),
+            "n": line["n_points"]}
 
 
 def size_laws(rows: list[dict], count: int) -> dict:

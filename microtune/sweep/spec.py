@@ -256,28 +256,28 @@ class ObjectiveIn(_Section):
     mode: Mode
 
 
-class FloatDistribution(_Section):
+class _RangeDistribution(_Section):
+    """A float or int range: high above low; a log scale needs low > 0 and no step."""
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        return _check_bounds(self)
+
+
+class FloatDistribution(_RangeDistribution):
     type: Literal["float"]
     low: float
     high: float
     step: Positive | None = None
     log: bool = False
 
-    @model_validator(mode="after")
-    def _bounds(self):
-        return _check_bounds(self)
 
-
-class IntDistribution(_Section):
+class IntDistribution(_RangeDistribution):
     type: Literal["int"]
     low: int
     high: int
     step: Annotated[int, Field(gt=0)] | None = None
     log: bool = False
-
-    @model_validator(mode="after")
-    def _bounds(self):
-        return _check_bounds(self)
 
 
 class CategoricalDistribution(_Section):
