@@ -99,7 +99,8 @@ def scaling(study: StudyData, out: Path, keys: list[str]) -> list[Path]:
         ax.text(0.04, 0.05 if key == schema.FID else 0.95,
                 f"{metric_name(key)} = {fit['slope']:.4g} · {name} + {fit['intercept']:.4g}\n$R^2$ = {fit['r2']:.3f}",
                 transform=ax.transAxes, ha="left", va="bottom" if key == schema.FID else "top", fontsize=9,
-                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
+                zorder=1, bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7", "alpha": 0.8})
+        # (below the points: a trial in the box's corner stays visible)
         for size, y in zip(medians[AXIS], medians["best"]):
             ax.annotate(f"{size:g}", (transform(size), y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         word = "lowest" if key in schema.LOWER_IS_BETTER else "highest"
