@@ -98,28 +98,36 @@ def _read_pillow(path: Path) -> np.ndarray:
     except UnidentifiedImageError:
         raise DatasetError(f"{path}: not a readable image (the file's content is not a known image format).") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"{path}: unreadable or truncated image ({_short(exc)}).") from None
+        raise DatasetError(f"{path}: unreadable or truncated image ({short_reason(exc)}).") from None
 
 
 def _read_tiff(path: Path) -> np.ndarray:
+    array, colormap, miniswhite = read_tiff_page(path)
+    if colormap is not None:  # palette TIFF: look the indices up in the colour map (16-bit entries)
+        return np.moveaxis(colormap[:, array], 0, -1)
+    if miniswhite:
+        return np.iinfo(array.dtype).max - array if array.dtype.kind == "u" else array.max() - array
+    return array
+
+
+def read_tiff_page(path: Path, error: type[DatasetError] = DatasetError) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """The first page of a TIFF: (its array, the palette's colour map or None, whether 0 is white).
+    A damaged file raises ``error`` with one sentence naming it (images and label masks share this)."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             if not tif.pages:
-                raise DatasetError(f"{path}: unreadable or truncated TIFF (no image pages found).")
+                raise error(f"{path}: unreadable or truncated TIFF (no image pages found).")
             page = tif.pages[0]
             array = page.asarray()
-            if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
-                # palette TIFF: look the indices up in the colour map (16-bit entries)
-                array = np.moveaxis(page.colormap[:, array], 0, -1)
-            elif page.photometric == tifffile.PHOTOMETRIC.MINISWHITE:
-                array = np.iinfo(array.dtype).max - array if array.dtype.kind == "u" else array.max() - array
-            return array
+            palette = page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None
+            return (array, np.asarray(page.colormap) if palette else None,
+                    page.photometric == tifffile.PHOTOMETRIC.MINISWHITE)
     except DatasetError:
         raise
     except Exception as exc:  # tifffile raises many types for damaged files
-        raise DatasetError(f"{path}: unreadable or truncated TIFF ({_short(exc)}).") from None
+        raise error(f"{path}: unreadable or truncated TIFF ({short_reason(exc)}).") from None
 
 
 def to_gray8(array: np.ndarray, path: str | Path = "<array>") -> IngestedImage:
@@ -185,6 +193,7 @@ def _stretch(array: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.clip(scaled, 0, 255).astype(np.uint8), lo, hi
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """An exception's first line, at most 160 characters, for a one-sentence message."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:160].rstrip(".")

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from microtune.data.ingest import read_tiff_page, short_reason
 from microtune.errors import DatasetError, MicrotuneError
 
 MAX_CLASSES = 32                 # more distinct values than this is not a label image of class ids
@@ -311,7 +312,7 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise LabelError(f"{path}: unreadable mask array ({_short(exc)}).") from None
+        raise LabelError(f"{path}: unreadable mask array ({short_reason(exc)}).") from None
 
 
 def _read_pillow_label(path: Path, palette_colours: bool) -> RawLabel:
@@ -332,30 +333,19 @@ def _read_pillow_label(path: Path, palette_colours: bool) -> RawLabel:
     except UnidentifiedImageError:
         raise LabelError(f"{path}: not a readable image (the file's content is not a known image format).") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise LabelError(f"{path}: unreadable or truncated mask ({_short(exc)}).") from None
+        raise LabelError(f"{path}: unreadable or truncated mask ({short_reason(exc)}).") from None
 
 
 def _read_tiff_label(path: Path, palette_colours: bool) -> RawLabel:
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.pages:
-                raise LabelError(f"{path}: unreadable or truncated TIFF (no image pages found).")
-            page = tif.pages[0]
-            array = page.asarray()
-            if page.photometric == tifffile.PHOTOMETRIC.PALETTE and page.colormap is not None:
-                if not palette_colours:
-                    return _from_array(path, array, "palette indices")
-                colours = (np.asarray(page.colormap) >> 8).astype(np.uint8)  # 16-bit entries
-                return _from_array(path, np.moveaxis(colours[:, array], 0, -1), "palette colours")
-            if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
-                array = np.moveaxis(array, 0, -1)  # planar (C, H, W)
-            return _from_array(path, array, "grey")
-    except LabelError:
-        raise
-    except Exception as exc:  # tifffile raises many types for damaged files
-        raise LabelError(f"{path}: unreadable or truncated TIFF ({_short(exc)}).") from None
+    array, colormap, _ = read_tiff_page(path, LabelError)  # miniswhite: class ids are the stored values
+    if colormap is not None:
+        if not palette_colours:
+            return _from_array(path, array, "palette indices")
+        colours = (colormap >> 8).astype(np.uint8)  # 16-bit entries
+        return _from_array(path, np.moveaxis(colours[:, array], 0, -1), "palette colours")
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)  # planar (C, H, W)
+    return _from_array(path, array, "grey")
 
 
 def _from_array(path: Path, array: np.ndarray, source: str) -> RawLabel:
@@ -658,8 +648,3 @@ def align(mask_shape: tuple[int, int], image_shape: tuple[int, int], bar: int, p
         covers = "part"
     return Alignment(rows=rows, cols=w, covers=covers, mask_rows_dropped=h - rows,
                      image_rows_dropped=kept - rows, image_cols_dropped=width - w)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:160].rstrip(".")
