@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 
@@ -86,12 +87,19 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from microtune.errors import MicrotuneError
     from microtune.sweep import runner
+    from microtune.sweep.spec import parse_spec
 
     rows = runner.status_rows(args.study, project_dir=Path.cwd(), storage=_absolute(args.storage))
     print(format_status(rows))
     study_dir = runner.resolve_study(args.study, Path.cwd(), _absolute(args.storage))
     record = runner.StudyRecord.load(study_dir)
+    try:
+        total = parse_spec(record.spec, source=str(study_dir), check_dataset=False).trial_count()
+    except MicrotuneError:  # a family registered only in the launching process, say
+        total = None
+    print(status_summary(rows, total))
     print("\n".join(runner.addresses(record, str(record.spec.get("name", args.study)))))
     return 0
 
@@ -112,6 +120,17 @@ def _absolute(path: str | None) -> str | None:
     if path is None or "://" in path:
         return path
     return str(Path(path).absolute())
+
+
+def status_summary(rows: list[dict], total: int | None) -> str:
+    """One line under the table: how many of the study's trials exist, and their states (Ray creates a
+    trial only when it is about to start, so trials not started yet have no row)."""
+    states = Counter(row["state"] for row in rows)
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    if total is None:
+        return f"{len(rows)} trial(s) started: {counts or 'none'}"
+    waiting = f"; {total - len(rows)} not started" if total > len(rows) else ""
+    return f"{len(rows)} of {total} trial(s) started: {counts or 'none'}{waiting}"
 
 
 def format_status(rows: list[dict]) -> str:

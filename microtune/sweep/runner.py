@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -623,9 +624,24 @@ def status_rows(name_or_path: str, *, project_dir: Path, storage: str | None = N
     rows = []
     for trial in analysis.trials:
         last = trial.last_result or {}
-        rows.append({"trial": trial.trial_id, "state": trial.status, **{c: last.get(k) for c, k in columns},
+        rows.append({"trial": trial.trial_id, "state": _live_state(trial.status, last), **{c: last.get(k) for c, k in columns},
                      "failures": trial.num_failures, "config": _short_config(trial.config)})
     return rows
+
+
+def _live_state(state: str, last: dict[str, Any]) -> str:
+    """Ray's saved experiment state files a running trial as PENDING (``Trial.__setstate__``, so that
+    a resumed study restarts it); a trial whose last result came from a process alive on this machine
+    is RUNNING. (A worker on another node cannot be checked from here: it stays PENDING.)"""
+    if state != "PENDING" or last.get("hostname") != socket.gethostname() or not last.get("pid"):
+        return state
+    try:
+        os.kill(int(last["pid"]), 0)
+    except PermissionError:  # alive, another user's
+        return "RUNNING"
+    except (OSError, ValueError):
+        return state
+    return "RUNNING"
 
 
 def _short_config(config: dict[str, Any]) -> str:

@@ -42,7 +42,8 @@ def test_grid_sweep_logs_parent_and_child_runs(dash_study, sweep_project, sweep_
         artifacts = mlflow_io.list_artifacts(sweep_server.uri, run_id, "checkpoints")
         assert {"checkpoints/final.pt", "checkpoints/best.pt"} <= set(artifacts)
     status = run_cli(sweep_project, "sweep", "status", "dash", log_name="dash-status-e2e.log")[1]
-    assert status.count("TERMINATED") == 4
+    assert status.count("TERMINATED") == 5  # four rows and the summary line
+    assert "4 of 4 trial(s) started: 4 TERMINATED" in status
 
 
 def test_killed_trial_is_retried_from_its_checkpoint(sweep_project, sweep_server):
@@ -50,6 +51,9 @@ def test_killed_trial_is_retried_from_its_checkpoint(sweep_project, sweep_server
                       search={"method": "grid", "seeds": [0], "params": {"augpipe": ["bg"]}})
     with killed_on_exit(start_cli(sweep_project, "sweep", "launch", str(spec), "--force", log_name="retry.log")) as proc:
         wait_for(lambda: len(checkpoints(sweep_project, "retry")) >= 2, 240, "two trial checkpoints")
+        # Ray's saved state says PENDING for a running trial; status checks the reporting process
+        wait_for(lambda: "1 RUNNING" in run_cli(sweep_project, "sweep", "status", "retry",
+                                                log_name="retry-status-live.log")[1], 60, "status RUNNING")
         pid_file = next((sweep_project / "runs" / "sweeps" / "retry").glob("*/worker.pid"))
         os.kill(int(pid_file.read_text()), signal.SIGKILL)
         rc = proc.wait(timeout=400)
@@ -73,7 +77,9 @@ def test_driver_killed_then_resume_completes_the_study(sweep_project, sweep_serv
         wait_for(lambda: "1/2 done" in (sweep_project / "resume-1.log").read_text(), 300, "the first trial")
         wait_for(lambda: any(p.parent.name.endswith("00001") or "00001" in p.parent.name
                              for p in checkpoints(sweep_project, "resume")), 120, "a checkpoint of the second trial")
-    # leaving the block killed the driver and everything it started
+    # leaving the block killed the driver and everything it started: no trial is RUNNING
+    status = run_cli(sweep_project, "sweep", "status", "resume", log_name="resume-status.log")[1]
+    assert "RUNNING" not in status and "1 TERMINATED" in status, status
     rc, log = run_cli(sweep_project, "sweep", "resume", "resume", log_name="resume-2.log")
     assert rc == 0, log
     runs = trial_runs(sweep_server.uri, "resume")
