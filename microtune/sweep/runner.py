@@ -395,8 +395,9 @@ def launch(spec: StudySpec, *, project_dir: Path, address: str | None = None, tr
         tags={schema.STUDY: spec.name, schema.SPEC_HASH: spec.spec_hash, schema.GIT_SHA: sha,
               schema.MODEL: spec.model, schema.DETECTOR: spec.detector if spec.protocols else "none",
               schema.OPTUNA_STORAGE: optuna_url, schema.OPTUNA_STUDY: optuna_name},
-        params={"trials": spec.trial_count(), "method": spec.method, "scheduler": spec.scheduler,
-                "dataset": str(spec.dataset), "seeds": ",".join(map(str, spec.seeds))},
+        params={schema.STUDY_TRIALS: spec.trial_count(), schema.STUDY_SEARCH_METHOD: spec.method,
+                schema.STUDY_SCHEDULER: spec.scheduler, schema.PARAM_DATASET: str(spec.dataset),
+                schema.STUDY_SEEDS: ",".join(map(str, spec.seeds))},
     )
     files = (study_dir / "parent-run") if study_dir is not None else project_dir / "runs" / "parent-runs" / spec.name
     record = StudyRecord(spec=spec.raw, spec_source=spec.source, dataset=str(spec.dataset), tracking_uri=uri,
@@ -512,7 +513,7 @@ def _run(spec: StudySpec, record: StudyRecord, tracker: Any, storage: str, addre
         progress.tracker.flush()
     except Exception as exc:  # tracking must never fail the study
         log.warning("could not write the study's summary to MLflow run %s: %s", record.parent_run_id, exc)
-    tracker.set_tags(record.parent_run_id, {schema.TRIALS_FAILED: str(failed), "trials": str(len(results))})
+    tracker.set_tags(record.parent_run_id, {schema.TRIALS_FAILED: str(failed), schema.STUDY_TRIALS: str(len(results))})
     tracker.flush()
     if "://" not in storage:
         _deliver_leftovers(Path(storage) / spec.name, record.tracking_uri, spec.name)

@@ -36,14 +36,13 @@ from microtune.sweep import families
 from microtune.tracking import schema
 
 SEG_STEP = "seg_step"          # training crops seen when a report was made (the MLflow step)
-RETRIED = "retried"            # tag "true" on an abandoned attempt's run (a later attempt has its own)
 
 
 def seg_params(options: Any, dataset_size: int) -> dict[str, Any]:
     """MLflow params of a segmentation trial (see the module docstring)."""
     params = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("method", "data")}
-    params.update({schema.PARAM_METHOD: options.label, "method_key": options.method, "dataset": options.data,
-                   schema.PARAM_DATASET_SIZE: dataset_size})
+    params.update({schema.PARAM_METHOD: options.label, schema.PARAM_METHOD_KEY: options.method,
+                   schema.PARAM_DATASET: options.data, schema.PARAM_DATASET_SIZE: dataset_size})
     return params
 
 
@@ -75,7 +74,7 @@ def run_seg_trial(overrides: dict[str, Any], ctx: TrialContext, session: Session
         params=seg_params(options, Dataset.open(spec.dataset).count),
     )
     if earlier is not None:  # a retry: close the abandoned attempt's run
-        tracker.set_tags(earlier, {RETRIED: "true", schema.TRIAL_STATUS: "FAILED"})
+        tracker.set_tags(earlier, {schema.RETRIED: "true", schema.TRIAL_STATUS: "FAILED"})
         tracker.end_run(earlier, "FAILED")
 
     last = {"step": 0}

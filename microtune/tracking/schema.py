@@ -76,6 +76,9 @@ AXES = (AXIS_AUGPIPE, AXIS_TARGET, AXIS_SUBSET, AXIS_SEED, AXIS_MODEL)
 PARAM_DATASET_SIZE = "dataset_size"
 # Segmentation method label of a trial (HPTL tables): e.g. "HPTL", "HPTL-2H", "HPTL-R", "FCN-8s", "otsu".
 PARAM_METHOD = "method"
+PARAM_METHOD_KEY = "method_key"        # ... and its key in the segmentation method registry
+PARAM_DATASET = "dataset"              # the prepared dataset's path (trial and study runs)
+RETRIED = "retried"                    # tag "true" on an abandoned attempt's run (a later attempt has its own)
 
 # -- artifacts ---------------------------------------------------------------------------------------
 ARTIFACT_CONFIG = "config/resolved_config.json"
@@ -93,3 +96,9 @@ OPTUNA_STORAGE = "optuna_storage"              # parent tags of an Optuna study:
 OPTUNA_STUDY = "optuna_study"                  # finds it, and its study name there
 TRIALS_DONE = "trials_done"                    # parent metrics, step = trials done so far
 TRIALS_FAILED = "trials_failed"
+# parent-run params (and the tag STUDY_TRIALS, rewritten at the end with the trials that ran). The search
+# method is a param of the parent run only: on segmentation trial runs "method" is PARAM_METHOD.
+STUDY_TRIALS = "trials"
+STUDY_SEARCH_METHOD = "method"
+STUDY_SCHEDULER = "scheduler"
+STUDY_SEEDS = "seeds"

@@ -6,7 +6,6 @@ import os
 import signal
 
 from analysis import hptl_tables
-from microtune.sweep.seg_trial import RETRIED
 from microtune.tracking import mlflow_io, schema
 from tests.sweep.conftest import killed_on_exit, run_cli, start_cli, wait_for, write_seg_spec
 
@@ -54,7 +53,7 @@ def test_killed_segmentation_trial_restarts_in_a_new_run(sweep_project, sweep_se
     runs = mlflow_io.load_runs(sweep_server.uri, "segretry", launch="latest")
     assert sorted(runs["status"]) == ["FAILED", "FINISHED"]
     abandoned = runs[runs["status"] == "FAILED"].iloc[0]
-    assert abandoned[f"tags.{RETRIED}"] == "true"
+    assert abandoned[f"tags.{schema.RETRIED}"] == "true"
     finished = runs[runs["status"] == "FINISHED"].iloc[0]
     history = mlflow_io.load_histories(sweep_server.uri, "segretry", [schema.SEG_ACC], run_ids=[finished["run_id"]])
     assert sorted(history["step"]) == [320 * k for k in range(1, 7)]  # the new attempt's curve, complete and alone
