@@ -35,17 +35,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from proxy_study import make_data  # the same proxy set (benchmarks/ is on sys.path when run as a file)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def make_data(root: Path, resolution: int) -> Path:
-    out = root / "data" / f"proxy-synth{resolution}"
-    if not (out / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "microtune", "data", "synth", str(out), "--force", "--count", "1000",
-                        f"--resolution={resolution}", "--specimens", "100", "--seed", "0"], check=True)
-    return out
 
 
 def train(data: Path, run: Path, args) -> dict:

@@ -78,11 +78,12 @@ class LoadSampler:
         return {"load1_mean": round(float(a.mean()), 2), "load1_max": round(float(a.max()), 2), "samples": len(a)}
 
 
-def make_data(root: Path) -> Path:
-    out = root / "data" / "proxy-synth32"
+def make_data(root: Path, resolution: int = DATA["resolution"]) -> Path:
+    """The proxy set (``DATA`` at ``resolution``) under ``root/data``, made once; also used by proxy_long_run.py."""
+    out = root / "data" / f"proxy-synth{resolution}"
     if not (out / "manifest.json").is_file():
         cmd = [sys.executable, "-m", "microtune", "data", "synth", str(out), "--force",
-               *(f"--{k}={v}" for k, v in DATA.items())]
+               *(f"--{k}={v}" for k, v in {**DATA, "resolution": resolution}.items())]
         subprocess.run(cmd, check=True)
     return out
 
