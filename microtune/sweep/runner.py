@@ -242,7 +242,8 @@ def _headline(spec: StudySpec) -> tuple[str, str]:
     metric, mode = family.default_objective
     if metric in produced or not produced:
         return metric, mode
-    first = sorted(produced)[0]  # e.g. only kid measured: a lower-is-better metric keeps its direction
+    # e.g. only kid measured: the family's first objective it produces, in its direction
+    first = next((m for m in family.objective_metrics if m in produced), sorted(produced)[0])
     return first, "min" if first in schema.LOWER_IS_BETTER else "max"
 
 

@@ -31,8 +31,8 @@ Grammar (every key optional unless marked)::
         - {metric: fid, mode: min}
     scheduler:
       type: fifo                     # fifo | asha
-      metric: fid                    # asha: the metric and mode it prunes on
-      mode: min
+      metric: fid                    # asha: the metric it prunes on (fid, kid, precision, recall,
+      mode: min                      #   best_fid, best_recall: the best so far); mode: its direction
       rungs_kimg: [1, 2, 4]          # asha: the rungs; grace period = first, factor = ratio
     metrics:
       protocols: [fid500_full]       # evaluation protocols (names encode sizes)
@@ -70,6 +70,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from microtune import typed
 from microtune.errors import MicrotuneError
 from microtune.sweep import families
+from microtune.tracking import schema
 
 SEARCH_METHODS = ("grid", "optuna")
 SAMPLERS = ("tpe", "nsga2")  # microtune/sweep/samplers.py makes them (spec stays optuna-free)
@@ -520,7 +521,10 @@ def parse_spec(data: Any, *, source: str = "<spec>", check_dataset: bool = True)
         kw["objectives"] = tuple(Objective(o.metric, o.mode) for o in search.objectives or ()) or tuple(default)
     if scheduler.type == "asha":
         metric, mode = family.default_objective
-        kw.update(scheduler_metric=scheduler.metric or metric, scheduler_mode=scheduler.mode or mode,
+        if scheduler.metric:  # its own direction unless given (recall: max, even for a family minimising fid)
+            metric, mode = scheduler.metric, "min" if scheduler.metric in schema.LOWER_IS_BETTER else "max"
+        mode = scheduler.mode or mode
+        kw.update(scheduler_metric=metric, scheduler_mode=mode,
                   rungs_kimg=tuple(scheduler.rungs_kimg or ()))
     spec = StudySpec(**kw)
     families.check_spec(spec, check_dataset=check_dataset)   # train, axes, arms: every trial's options

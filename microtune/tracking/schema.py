@@ -46,7 +46,7 @@ GAN_METRICS = (FID, KID, PRECISION, RECALL, ADA_P, ADA_RT, LOSS_G, LOSS_D, SEC_P
 SEG_METRICS = (SEG_ACC, SEG_MIOU, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS, SEG_MAJORITY, SEG_NEAR_MAJORITY)
 # Metrics where smaller is better; everything else in GAN_METRICS/SEG_METRICS that is scored is
 # larger-is-better (SEG_MAJORITY and SEG_NEAR_MAJORITY describe the test set and are not scored).
-LOWER_IS_BETTER = frozenset({FID, KID, LOSS_G, LOSS_D, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS})
+LOWER_IS_BETTER = frozenset({FID, BEST_FID, KID, LOSS_G, LOSS_D, SEG_TRAIN_LOSS, SEG_TEST_LOSS, SEG_INFER_MS})
 
 # -- tags -------------------------------------------------------------------------------------------
 PARENT_RUN_ID = "mlflow.parentRunId"   # MLflow's own nesting tag

@@ -227,6 +227,24 @@ def test_unsupported_combinations_are_refused(big_dataset, mutation, phrase):
         space.check_supported(spec)
 
 
+def test_asha_metric_direction_and_the_best_so_far_metrics(big_dataset):
+    """ASHA's mode follows its metric unless given (recall is maximised although the family minimises
+    fid); best_fid / best_recall (the best so far, reported with every evaluation) may be pruned on
+    when their metric is measured."""
+    asha = {"type": "asha", "rungs_kimg": [1, 2]}
+    pr = {"metrics": {"protocols": ["fid100_full", "pr100_full"], "eval_every_kimg": 1}}
+    cases = [({}, ("fid", "min")), ({"metric": "recall"}, ("recall", "max")), ({"metric": "best_fid"}, ("best_fid", "min")),
+             ({"metric": "best_recall"}, ("best_recall", "max")), ({"metric": "fid", "mode": "max"}, ("fid", "max"))]
+    for extra, expected in cases:
+        spec = parse_spec({**base(big_dataset), **pr, "scheduler": {**asha, **extra}}, source="ok.yaml")
+        space.check_supported(spec)
+        assert (spec.scheduler_metric, spec.scheduler_mode) == expected, extra
+    only_fid = {"metrics": {"protocols": ["fid100_full"], "eval_every_kimg": 1}}
+    spec = parse_spec({**base(big_dataset), **only_fid, "scheduler": {**asha, "metric": "best_recall"}}, source="bad.yaml")
+    with pytest.raises(SpecError, match="scheduler.metric: best_recall is not measured"):
+        space.check_supported(spec)
+
+
 OPTUNA = {"method": "optuna", "params": {"ada_target": {"type": "float", "low": 0.3, "high": 0.9}}}
 
 

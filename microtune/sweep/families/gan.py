@@ -62,7 +62,9 @@ class GanFamily(Family):
     """A GAN trained by :func:`microtune.gan.loop.train` (``model`` = ``name``)."""
 
     default_objective = (schema.FID, "min")
-    objective_metrics = (schema.FID, schema.KID, schema.PRECISION, schema.RECALL)
+    # best_fid / best_recall: the best value so far, reported with every evaluation (ASHA on a noisy
+    # FID curve ranks trials by where they got, not by their last evaluation)
+    objective_metrics = (schema.FID, schema.KID, schema.PRECISION, schema.RECALL, schema.BEST_FID, schema.BEST_RECALL)
     option_noun = "a training option"
     status_columns = (("kimg", schema.KIMG), ("fid", schema.FID), ("best_fid", schema.BEST_FID),
                       ("recall", schema.RECALL), ("best_recall", schema.BEST_RECALL))
@@ -130,7 +132,9 @@ class GanFamily(Family):
         from microtune.metrics.cache import parse_protocol
 
         kinds = {parse_protocol(p).metric for p in spec.protocols}
-        return {m for k in kinds for m in ({schema.PRECISION, schema.RECALL} if k == "pr" else {k})}
+        measured = {m for k in kinds for m in ({schema.PRECISION, schema.RECALL} if k == "pr" else {k})}
+        best = {schema.BEST_FID: schema.FID, schema.BEST_RECALL: schema.RECALL}
+        return measured | {b for b, m in best.items() if m in measured}
 
     def unmeasured(self, spec: StudySpec, metric: str) -> str:
         return (f"{metric} is not measured by metrics.protocols ({', '.join(spec.protocols) or 'none'}); "
