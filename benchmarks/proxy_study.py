@@ -214,6 +214,7 @@ def run_study(study: str, args, root: Path, dataset: Path) -> dict:
                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         if study == "rt_asha":
+            result["rung_evidence"] = rung_evidence(root)
             result["arms"] = []
             grid_json = ROOT / "benchmarks" / "results" / "proxy_target_rt.json"
             kinds = [("grid", "proxy_target_rt"), ("asha", "proxy_rt_asha")]
@@ -273,6 +274,47 @@ def grid_arms_from(target_rt: dict) -> list[dict]:
                      "chosen_ada_target": best["axis"] if best else None,
                      "load1_mean": target_rt.get("load1_mean")})
     return arms
+
+
+def rung_evidence(root: Path) -> dict | None:
+    """Where the grid's curves separate (the issue: "rungs placed where the proxy curves separate"):
+    for each evaluation of the finished target_rt grid, Spearman's rho between every trial's best FID
+    so far and its final best FID, and in how many seeds the r_t with the lowest best FID so far is
+    already the final one. None when that study has not been run under ``root``."""
+    from scipy.stats import spearmanr
+
+    from microtune.tracking import mlflow_io, schema
+    from microtune.tracking.server import ensure_local_server
+
+    project = root / "target_rt"
+    if not (project / ".microtune").is_dir():
+        return None
+    server = ensure_local_server(project)
+    try:
+        runs = mlflow_io.load_runs(server.uri, STUDIES["target_rt"], launch="latest")
+        hist = mlflow_io.load_histories(server.uri, STUDIES["target_rt"], [schema.FID], run_ids=list(runs["run_id"]))
+    finally:
+        server.stop()
+    curves = {}
+    for run_id, h in hist.groupby("run_id"):
+        run = runs[runs["run_id"] == run_id].iloc[0]
+        h = h.sort_values("step")
+        curves[run_id] = {"rt": _value(run[f"params.{schema.AXIS_TARGET}"]), "seed": int(float(run["params.seed"])),
+                          "kimg": (h["step"] / 1000).round(2).tolist(), "best": np.minimum.accumulate(h["value"]).tolist()}
+    n = min(len(c["best"]) for c in curves.values())
+    final = [c["best"][-1] for c in curves.values()]
+    rows = []
+    for j in range(n):
+        now = [c["best"][j] for c in curves.values()]
+        same = 0
+        seeds = sorted({c["seed"] for c in curves.values()})
+        for seed in seeds:
+            mine = [c for c in curves.values() if c["seed"] == seed]
+            same += min(mine, key=lambda c: c["best"][j])["rt"] == min(mine, key=lambda c: c["best"][-1])["rt"]
+        rows.append({"kimg": float(np.median([c["kimg"][j] for c in curves.values()])),
+                     "spearman_best_so_far_vs_final": round(float(spearmanr(now, final).statistic), 3),
+                     "seeds_with_final_choice": f"{same}/{len(seeds)}"})
+    return {"trials": len(curves), "evaluations": rows}
 
 
 def asha_summary(arms: list[dict]) -> dict:
