@@ -131,7 +131,8 @@ def trial_table(uri: str, experiment: str, axis: str):
                      "status": r["status"], "duration_s": round(float(r["duration_s"]), 1),
                      "best_fid": _num(r.get(f"metrics.{schema.BEST_FID}")),
                      "best_recall": _num(r.get(f"metrics.{schema.BEST_RECALL}")),
-                     "kimg": _num(r.get(f"metrics.{schema.KIMG}"))})
+                     "kimg": _num(r.get(f"metrics.{schema.KIMG}")),
+                     "ada_p": _num(r.get(f"metrics.{schema.ADA_P}"))})  # the last p: how much ADA augmented
     return sorted(rows, key=lambda x: (str(type(x["axis"])), x["axis"], x["seed"]))
 
 
