@@ -106,8 +106,8 @@ def _start_run(trial: OpenTrial, ctx: TrialContext, overrides: dict[str, Any], o
         spec.name, parent_run_id=ctx.parent_run_id, name=trial.name,
         tags=trial.tags(ctx, **{schema.MODEL: spec.model, schema.DEVICE: device_name(device),
                                 schema.DETECTOR: spec.detector if spec.protocols else "none"}),
-        params={**options.to_dict(), schema.PARAM_DATASET: str(spec.dataset),  # resolved values only (the axes are fields)
-                schema.PARAM_DATASET_SIZE: dataset_size},
+        # resolved values only (the axes are fields)
+        params={**options.to_dict(), schema.PARAM_DATASET: str(spec.dataset), schema.PARAM_DATASET_SIZE: dataset_size},
     )
     work.mkdir(parents=True, exist_ok=True)
     resolved = work / "resolved_config.json"

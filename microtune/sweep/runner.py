@@ -626,7 +626,8 @@ def status_rows(name_or_path: str, *, project_dir: Path, storage: str | None = N
     rows = []
     for trial in analysis.trials:
         last = trial.last_result or {}
-        rows.append({"trial": trial.trial_id, "state": _live_state(trial.status, last), **{c: last.get(k) for c, k in columns},
+        rows.append({"trial": trial.trial_id, "state": _live_state(trial.status, last),
+                     **{c: last.get(k) for c, k in columns},
                      "failures": trial.num_failures, "config": _short_config(trial.config)})
     return rows
 
