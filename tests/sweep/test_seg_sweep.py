@@ -37,7 +37,7 @@ def test_hptl_depth_sweep_with_a_baseline_arm(sweep_project, sweep_server, seg_d
     assert "HPTL t=0,0,0" in table and "HPTL t=2,8,9" in table and "OTSU" in table
     status = run_cli(sweep_project, "sweep", "status", "segdepths", log_name="segdepths-status.log")[1]
     assert status.splitlines()[0].split()[:6] == ["trial", "state", "stage", "epoch", "seg_acc", "seg_miou"]
-    assert status.count("TERMINATED") == 3
+    assert status.count("TERMINATED") == 4 and "3 of 3 trial(s) started: 3 TERMINATED" in status  # rows + summary
 
 
 def test_killed_segmentation_trial_restarts_in_a_new_run(sweep_project, sweep_server, seg_dataset):
