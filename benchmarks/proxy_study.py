@@ -304,11 +304,11 @@ def rung_evidence(root: Path) -> dict | None:
                           "kimg": (h["step"] / 1000).round(2).tolist(), "best": np.minimum.accumulate(h["value"]).tolist()}
     n = min(len(c["best"]) for c in curves.values())
     final = [c["best"][-1] for c in curves.values()]
+    seeds = sorted({c["seed"] for c in curves.values()})
     rows = []
     for j in range(n):
         now = [c["best"][j] for c in curves.values()]
         same = 0
-        seeds = sorted({c["seed"] for c in curves.values()})
         for seed in seeds:
             mine = [c for c in curves.values() if c["seed"] == seed]
             same += min(mine, key=lambda c: c["best"][j])["rt"] == min(mine, key=lambda c: c["best"][-1])["rt"]
