@@ -258,7 +258,8 @@ def run_study(study: str, args, root: Path, dataset: Path) -> dict:
             for png in result["figures"]:
                 shutil.copy2(figures / png, ROOT / "benchmarks" / "results" / f"proxy_{study}_{png}")
     finally:
-        server.stop()
+        if server.started:  # another process (a running study, the UI) may share it
+            server.stop()
     return result
 
 
@@ -295,7 +296,8 @@ def rung_evidence(root: Path) -> dict | None:
         runs = mlflow_io.load_runs(server.uri, STUDIES["target_rt"], launch="latest")
         hist = mlflow_io.load_histories(server.uri, STUDIES["target_rt"], [schema.FID], run_ids=list(runs["run_id"]))
     finally:
-        server.stop()
+        if server.started:
+            server.stop()
     curves = {}
     for run_id, h in hist.groupby("run_id"):
         run = runs[runs["run_id"] == run_id].iloc[0]

@@ -14,8 +14,8 @@ old file. Files get the permissions ``open()`` would give (0666 minus the umask)
 * :func:`atomic_directory` does the same for a folder a command fills file by file (a dataset);
   :func:`partial_directory` and :func:`replace_directory` are its two halves for writers that
   are objects rather than ``with`` blocks.
-* :func:`exclusive` is an advisory ``flock``: processes on one machine that take it on the same
-  file take turns. It yields the locked file opened for appending, so a journal can lock the file
+* :func:`exclusive` is an advisory lock (``flock``, else ``lockf``): processes that take it on the
+  same file take turns. It yields the locked file opened for appending, so a journal can lock the file
   it appends to (no separate lock file).
 
 Temporary names start with ``.NAME.`` (``.NAME.tmp-*`` for files, ``.NAME.partial-PID-*`` for
@@ -30,8 +30,9 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -167,21 +168,44 @@ def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Itera
 
 # -- locks -----------------------------------------------------------------------------------------
 
+_UNLOCKABLE: set[str] = set()  # files already reported as not lockable (said once per process)
+
+
+def _lock(fd: int, path: str) -> Callable[[], None] | None:
+    """Take an exclusive lock on ``fd``: ``flock``, else a POSIX record lock (``lockf``, which NFS
+    serves through its lock manager where it refuses ``flock``). Returns the unlock function, or
+    None, after one line on stderr, when the file system supports neither."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return lambda: fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError:
+        pass
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        return lambda: fcntl.lockf(fd, fcntl.LOCK_UN)
+    except OSError as exc:
+        if path not in _UNLOCKABLE:
+            _UNLOCKABLE.add(path)
+            print(f"microtune: warning: cannot lock {path} ({exc.strerror or exc}); its file system supports "
+                  "neither flock nor lockf, so concurrent writers are not serialised (each write stays atomic).",
+                  file=sys.stderr, flush=True)
+        return None
+
+
 @contextlib.contextmanager
 def exclusive(path: str | os.PathLike) -> Iterator[IO[bytes]]:
-    """Hold an exclusive ``flock`` on ``path`` (created, 0666 minus the umask, if missing) for the
-    ``with`` block and yield it opened for binary appending. Processes on one machine taking it on
-    the same file take turns (so do two opens in one process: do not nest them). On a file system
-    without flock the block runs unlocked: callers must still write atomically."""
+    """Hold an exclusive lock on ``path`` (created, 0666 minus the umask, if missing) for the ``with``
+    block and yield it opened for binary appending. Processes taking it on the same file take turns
+    (so do two opens in one process: do not nest them). ``flock`` first, ``lockf`` where the file
+    system refuses flock; where it supports neither, the block runs unlocked after a warning on
+    stderr (callers still write atomically)."""
     with open(path, "ab") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        except OSError:
-            pass
+        unlock = _lock(fh.fileno(), os.fspath(path))
         try:
             yield fh
         finally:
             with contextlib.suppress(OSError, ValueError):
                 fh.flush()
-            with contextlib.suppress(OSError, ValueError):
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            if unlock is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    unlock()

@@ -1,5 +1,7 @@
 """microtune.io: atomic file and folder writes, their permissions, and the advisory lock."""
 
+import errno
+import fcntl
 import json
 import multiprocessing
 import os
@@ -163,3 +165,41 @@ def test_two_processes_appending_under_the_lock_do_not_interleave(tmp_path):
     for tag in "AB":
         mine = [line for line in lines if line.startswith(tag.encode() + b" ")]
         assert [line.decode() for line in mine] == [f"{tag} {i:04d} " + tag * 40 for i in range(count)]
+
+
+_TRY_LOCKF = """
+import errno, fcntl, sys
+with open(sys.argv[1], "ab") as fh:
+    try:
+        fcntl.lockf(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        sys.exit(3 if exc.errno in (errno.EAGAIN, errno.EACCES) else 4)
+"""
+
+
+def _flock_refused(*_args):
+    raise OSError(errno.ENOLCK, "No locks available")  # what NFS without flock support answers
+
+
+def test_without_flock_the_lock_is_a_posix_record_lock(tmp_path, monkeypatch, capfd):
+    """A file system that refuses flock (simulated: flock raises ENOLCK as on such NFS mounts) still
+    gets mutual exclusion: another process's lockf on the file is refused while the block runs."""
+    path = tmp_path / "journal.lock"
+    monkeypatch.setattr(fcntl, "flock", _flock_refused)
+    probe = [sys.executable, "-c", _TRY_LOCKF, str(path)]
+    with exclusive(path):
+        assert subprocess.run(probe).returncode == 3  # held
+    assert subprocess.run(probe).returncode == 0      # released
+    assert capfd.readouterr().err == ""
+
+
+def test_without_any_lock_the_block_runs_after_one_warning(tmp_path, monkeypatch, capfd):
+    path = tmp_path / "journal.lock"
+    monkeypatch.setattr(fcntl, "flock", _flock_refused)
+    monkeypatch.setattr(fcntl, "lockf", _flock_refused)
+    for _ in range(2):
+        with exclusive(path) as fh:
+            fh.write(b"x\n")
+    assert path.read_bytes() == b"x\nx\n"
+    err = capfd.readouterr().err
+    assert err.count("warning: cannot lock") == 1 and str(path) in err and "No locks available" in err

@@ -238,14 +238,21 @@ class Dataset:
         return stratified_subset(self.specimens, n, seed)
 
 
+def subset_problem(n: int, total: int, pool: str = "the dataset's {} images") -> str | None:
+    """The one size rule for a training subset: None when ``n`` images can be drawn from ``total``,
+    else the problem in words (``pool`` names what was counted). Callers add where ``n`` came from
+    (a flag, a YAML path)."""
+    return None if n <= total else f"a subset of {n} images is larger than {pool.format(total)}"
+
+
 def stratified_subset(specimens: Sequence[str] | np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Nested, specimen-stratified subset of ``n`` indices (see :meth:`Dataset.subset`)."""
     specimens = np.asarray(specimens, dtype=object)
     total = len(specimens)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise DatasetError(f"subset size must be a positive integer, got {n!r}.")
-    if n > total:
-        raise DatasetError(f"subset size {n} is larger than the dataset's {total} images.")
+    if problem := subset_problem(n, total):
+        raise DatasetError(problem[0].upper() + problem[1:] + ".")
     order = stratified_order(specimens, seed)
     return np.sort(order[:n]).astype(np.int64)
 

@@ -68,7 +68,55 @@ def _add_train(sub) -> None:
     p.add_argument("--detector-weights", action="append", default=[], metavar="PATH", help="detector weight file(s)")
     p.add_argument("--cache-dir", metavar="DIR", help="cache for detector weights and real statistics")
     p.add_argument("--dry-run", action="store_true", help="print the resolved options as JSON and exit")
+    _add_generated_flags(p.add_argument_group(
+        "further training options", "every other option of the run (default: the value --cfg and --model give; "
+        "`--dry-run` prints them all)"))
     p.set_defaults(handler=run_train)
+
+
+def _add_generated_flags(group) -> None:
+    """One flag per training option without a hand-written one (``--lr-g``, ``--ada-kimg``, ...),
+    generated from the field: help text and range rule; the value is checked as it is parsed."""
+    from microtune.gan.config import GENERATED_FLAGS, option_help, option_kind
+
+    for name, flag in GENERATED_FLAGS.items():
+        kind = option_kind(name)
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                               help=option_help(name))
+            continue  # SUPPRESS: an option not given is absent from args, so `--ema-rampup none` is a value
+        group.add_argument(flag, dest=name, type=_checked(name, kind), default=argparse.SUPPRESS,
+                           metavar="N" if kind is int else "X", help=option_help(name))
+
+
+def _checked(name: str, kind: type):
+    """An argparse type: the text as ``kind`` (``none`` where the option may be None), then the
+    option's range rule, so a bad value is a usage error naming the flag."""
+    from microtune.gan.config import OptionsError, check_value
+
+    try:
+        check_value(name, None)
+        optional = True
+    except OptionsError:
+        optional = False
+
+    def convert(text: str):
+        if optional and text.strip().lower() == "none":
+            value = None
+        else:
+            try:
+                value = kind(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        try:
+            check_value(name, value)
+        except OptionsError as exc:
+            raise argparse.ArgumentTypeError(exc.problem) from None
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its own messages
+    return convert
 
 
 def _add_generate(sub) -> None:
@@ -116,6 +164,9 @@ def _overrides(args) -> dict:
         out["lumaflip"] = args.lumaflip == "on"
     out.update(seed=args.seed, device=args.device, compile=args.compile, num_threads=args.threads,
                precision=args.precision)
+    from microtune.gan.config import GENERATED_FLAGS
+
+    out.update({name: getattr(args, name) for name in GENERATED_FLAGS if hasattr(args, name)})
     return out
 
 
@@ -129,6 +180,7 @@ def resolve_train_options(args):
     """(options, dataset, resume path) from parsed ``train`` arguments; validates everything. A bad
     option value raises :class:`~microtune.gan.config.OptionsError` naming its flag (each value on its
     own first, before the dataset is read; then the rules that involve two options)."""
+    from microtune.data.dataset import subset_problem
     from microtune.gan.config import check_value, make_options
 
     overrides = _overrides(args)
@@ -147,8 +199,8 @@ def resolve_train_options(args):
         raise MicrotuneError(f"--data {args.data} has {dataset.channels} channels; 1 or 3 are supported.")
     options = make_options(cfg=args.cfg, model=args.model, resolution=dataset.resolution,
                            img_channels=dataset.channels, **overrides)
-    if options.subset is not None and options.subset > dataset.count:
-        raise MicrotuneError(f"--subset {options.subset} exceeds the {dataset.count} images of {args.data}.")
+    if options.subset is not None and (problem := subset_problem(options.subset, dataset.count, f"the {{}} images of {args.data}")):
+        raise MicrotuneError(f"--subset: {problem}.")
     check_output(run, option="--out", reuse=True, inputs={"--data": args.data}, inside_inputs=True)
     if resume is None and (run / "checkpoint-latest.pt").exists():
         raise MicrotuneError(f"--out {run} already holds a training run (checkpoint-latest.pt); pass --resume "

@@ -47,6 +47,11 @@ AdamBeta = Annotated[float, Field(ge=0, lt=1)]
 Target = Annotated[float, Field(ge=0, le=1)]
 
 
+def _doc(text: str):
+    """An option's help text (``microtune train --help`` shows it with the range and the default)."""
+    return Field(description=text)
+
+
 @dataclass(frozen=True, config=ConfigDict(strict=True, extra="forbid"))
 class TrainOptions:
     """Every knob of one GAN training run. Units: kimg = thousands of real images shown to D.
@@ -55,51 +60,52 @@ class TrainOptions:
     field's type and range; :func:`make_options` adds the rules that involve two fields.
     """
 
-    model: Model = "stylegan2"          # "stylegan2" or "dcgan"
-    cfg: Cfg = "auto"                   # preset the values below came from
-    resolution: Annotated[int, Field(ge=0)] = 0  # image side in pixels (power of two); 0 = from the dataset
-    img_channels: Literal[1, 3] = 1     # 1 (grayscale) or 3
+    model: Annotated[Model, _doc('"stylegan2" or "dcgan"')] = "stylegan2"
+    cfg: Annotated[Cfg, _doc("preset the values below came from")] = "auto"
+    resolution: Annotated[int, Field(ge=0), _doc("image side in pixels (power of two); 0 = from the dataset")] = 0
+    img_channels: Annotated[Literal[1, 3], _doc("1 (grayscale) or 3")] = 1
     # Architecture (StyleGAN2; DCGAN uses z_dim, dcgan_ngf, dcgan_ndf).
-    z_dim: PositiveInt = 512            # latent z width
-    w_dim: PositiveInt = 512            # intermediate latent w width
-    mapping_layers: PositiveInt = 2     # mapping-network depth (8 in [SG2], 2 in [ADA] auto)
-    channel_base: PositiveInt = 16384   # feature maps at resolution r = min(channel_base / r, channel_max)
-    channel_max: PositiveInt = 512      # cap on feature maps
-    mbstd_group: PositiveInt = 4        # minibatch-stddev group size
-    fused_modconv: bool = False         # grouped-conv modulation (same map; speed differs by device)
-    dcgan_ngf: PositiveInt = 64         # DCGAN generator width at the last layer [DC]
-    dcgan_ndf: PositiveInt = 64         # DCGAN discriminator width at the first layer [DC]
+    z_dim: Annotated[PositiveInt, _doc("latent z width")] = 512
+    w_dim: Annotated[PositiveInt, _doc("intermediate latent w width")] = 512
+    mapping_layers: Annotated[PositiveInt, _doc("mapping-network depth (8 in [SG2], 2 in [ADA] auto)")] = 2
+    channel_base: Annotated[PositiveInt,
+                            _doc("feature maps at resolution r: min(channel_base / r, channel_max)")] = 16384
+    channel_max: Annotated[PositiveInt, _doc("cap on feature maps")] = 512
+    mbstd_group: Annotated[PositiveInt, _doc("minibatch-stddev group size")] = 4
+    fused_modconv: Annotated[bool, _doc("grouped-conv modulation (same map; speed differs by device)")] = False
+    dcgan_ngf: Annotated[PositiveInt, _doc("DCGAN generator width at the last layer [DC]")] = 64
+    dcgan_ndf: Annotated[PositiveInt, _doc("DCGAN discriminator width at the first layer [DC]")] = 64
     # Optimisation.
-    batch: PositiveInt = 16             # minibatch size (images per step)
-    lr_g: Positive = 0.0025             # generator Adam learning rate
-    lr_d: Positive = 0.0025             # discriminator Adam learning rate
-    beta1: AdamBeta = 0.0               # Adam beta1 ([SG2]: 0)
-    beta2: AdamBeta = 0.99              # Adam beta2 ([SG2]: 0.99)
-    gamma: NonNegative = 1.0            # R1 weight ([SG2] App. B; Mescheder et al. 2018)
-    r1_interval: PositiveInt = 16       # lazy R1 every this many D steps ([SG2] Sec. 3.1)
-    pl_weight: NonNegative = 2.0        # path-length regularisation weight ([SG2] Sec. 3.2)
-    pl_interval: PositiveInt = 4        # lazy path length every this many G steps ([SG2] Sec. 3.1)
-    style_mixing: Probability = 0.9     # fraction of images made from two latents (StyleGAN Sec. 3.1)
-    ema_kimg: NonNegative = 10.0        # G_ema half-life in kimg (0 = no averaging)
-    ema_rampup: Positive | None = 0.05  # half-life <= rampup * images seen so far (None = off)
+    batch: Annotated[PositiveInt, _doc("minibatch size (images per step)")] = 16
+    lr_g: Annotated[Positive, _doc("generator Adam learning rate")] = 0.0025
+    lr_d: Annotated[Positive, _doc("discriminator Adam learning rate")] = 0.0025
+    beta1: Annotated[AdamBeta, _doc("Adam beta1 ([SG2]: 0)")] = 0.0
+    beta2: Annotated[AdamBeta, _doc("Adam beta2 ([SG2]: 0.99)")] = 0.99
+    gamma: Annotated[NonNegative, _doc("R1 weight ([SG2] App. B; Mescheder et al. 2018)")] = 1.0
+    r1_interval: Annotated[PositiveInt, _doc("lazy R1 every this many D steps ([SG2] Sec. 3.1)")] = 16
+    pl_weight: Annotated[NonNegative, _doc("path-length regularisation weight ([SG2] Sec. 3.2)")] = 2.0
+    pl_interval: Annotated[PositiveInt, _doc("lazy path length every this many G steps ([SG2] Sec. 3.1)")] = 4
+    style_mixing: Annotated[Probability, _doc("fraction of images made from two latents (StyleGAN Sec. 3.1)")] = 0.9
+    ema_kimg: Annotated[NonNegative, _doc("G_ema half-life in kimg (0 = no averaging)")] = 10.0
+    ema_rampup: Annotated[Positive | None, _doc("half-life <= rampup * images seen so far (none = off)")] = 0.05
     # Adaptive discriminator augmentation [ADA].
-    augpipe: Augpipe = "bg"             # augmentation preset (see augment.AUGPIPE_PRESETS)
-    ada_target: Target | None = 0.6     # target r_t for adaptive p; None = fixed p
-    p: Probability = 0.0                # initial (adaptive) or fixed (ada_target None) probability
-    ada_kimg: Positive = 500.0          # p can go from 0 to 1 in this many kimg [ADA] Sec. 3
-    ada_interval: PositiveInt = 4       # adjust p every this many minibatches [ADA] Sec. 3
-    lumaflip: bool | None = None        # None: off on 1 channel (SEM study), on for RGB
+    augpipe: Annotated[Augpipe, _doc("augmentation preset (see augment.AUGPIPE_PRESETS)")] = "bg"
+    ada_target: Annotated[Target | None, _doc("target r_t for adaptive p; None = fixed p")] = 0.6
+    p: Annotated[Probability, _doc("initial (adaptive) or fixed (ada_target None) probability")] = 0.0
+    ada_kimg: Annotated[Positive, _doc("p can go from 0 to 1 in this many kimg [ADA] Sec. 3")] = 500.0
+    ada_interval: Annotated[PositiveInt, _doc("adjust p every this many minibatches [ADA] Sec. 3")] = 4
+    lumaflip: Annotated[bool | None, _doc("None: off on 1 channel (SEM study), on for RGB")] = None
     # Schedule.
-    kimg: Positive = 25000.0            # training length
-    tick_kimg: Positive = 4.0           # progress report interval
-    eval_every_kimg: Positive = 50.0    # evaluation-callback interval
-    snapshot_every_kimg: Positive = 50.0  # sample grid + checkpoint interval
-    subset: PositiveInt | None = None   # train on a nested subset of this many images
-    seed: Annotated[int, Field(ge=0)] = 0  # global seed (subset choice, init, sampling)
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto", "cpu" or "cuda"
-    compile: bool = False               # torch.compile the unregularised passes
-    precision: Literal["fp32", "bf16"] = "fp32"  # autocast of the unregularised passes
-    num_threads: Annotated[int, Field(ge=0)] = 0  # CPU threads for torch (0 = leave torch's default)
+    kimg: Annotated[Positive, _doc("training length")] = 25000.0
+    tick_kimg: Annotated[Positive, _doc("progress report interval")] = 4.0
+    eval_every_kimg: Annotated[Positive, _doc("evaluation-callback interval")] = 50.0
+    snapshot_every_kimg: Annotated[Positive, _doc("sample grid + checkpoint interval")] = 50.0
+    subset: Annotated[PositiveInt | None, _doc("train on a nested subset of this many images")] = None
+    seed: Annotated[int, Field(ge=0), _doc("global seed (subset choice, init, sampling)")] = 0
+    device: Annotated[Literal["auto", "cpu", "cuda"], _doc('"auto", "cpu" or "cuda"')] = "auto"
+    compile: Annotated[bool, _doc("torch.compile the unregularised passes")] = False
+    precision: Annotated[Literal["fp32", "bf16"], _doc("autocast of the unregularised passes")] = "fp32"
+    num_threads: Annotated[int, Field(ge=0), _doc("CPU threads for torch (0 = leave torch's default)")] = 0
 
     def to_dict(self) -> dict:
         """Flat dict of JSON-safe values (also what checkpoints store)."""
@@ -169,21 +175,27 @@ MODEL_DEFAULTS = {
 }
 
 
-# The ``microtune train`` flag of each option; options without a flag come from --cfg / --model.
-CLI_FLAGS = {
+# The ``microtune train`` flag of each option: these are written by hand (short names, on/off words,
+# the --target/--p pair); every other option but the two read from the dataset gets ``--`` + its name
+# with dashes, generated from its field (its default is then the value --cfg and --model give).
+NAMED_FLAGS = {
     "cfg": "--cfg", "model": "--model", "augpipe": "--augpipe", "ada_target": "--target", "p": "--p",
     "lumaflip": "--lumaflip", "kimg": "--kimg", "tick_kimg": "--tick-kimg", "eval_every_kimg": "--eval-every-kimg",
     "snapshot_every_kimg": "--snapshot-every-kimg", "batch": "--batch", "gamma": "--gamma", "subset": "--subset",
     "seed": "--seed", "device": "--device", "num_threads": "--threads", "compile": "--compile",
     "precision": "--precision",
 }
+FROM_DATASET = ("resolution", "img_channels")
+GENERATED_FLAGS = {f.name: "--" + f.name.replace("_", "-") for f in dataclasses.fields(TrainOptions)
+                   if f.name not in NAMED_FLAGS and f.name not in FROM_DATASET}
+CLI_FLAGS = NAMED_FLAGS | GENERATED_FLAGS
 
 
 def option_label(name: str) -> str:
     """How ``microtune train`` names an option in messages: its flag, else the option name."""
     if name in CLI_FLAGS:
         return CLI_FLAGS[name]
-    return f"option {name} (from --cfg/--model)" if name in TrainOptions.__pydantic_fields__ else name
+    return f"option {name} (from --data)" if name in FROM_DATASET else name
 
 
 class OptionsError(MicrotuneError):
@@ -252,6 +264,18 @@ def make_options(*, cfg: str = "auto", model: str = "stylegan2", resolution: int
     options = TrainOptions.from_dict(dict(values, cfg=cfg, model=model, resolution=resolution), label)
     validate_options(options, label)
     return options
+
+
+def option_kind(name: str) -> type:
+    """The Python type of option ``name``'s values (``X | None``: X)."""
+    return typed.unwrap(TrainOptions.__pydantic_fields__[name].annotation)[0]
+
+
+def option_help(name: str) -> str:
+    """Option ``name``'s help text with its range rule, e.g. "generator Adam learning rate; > 0"."""
+    info = TrainOptions.__pydantic_fields__[name]
+    rule = typed.range_text(typed.constraints(info))
+    return f"{info.description}; {rule}" if rule else info.description
 
 
 def check_resolution(resolution: int, model: str = "stylegan2") -> None:

@@ -41,6 +41,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from microtune.data.dataset import subset_problem
 from microtune.device import select_device
 from microtune.errors import MicrotuneError
 from microtune.gan import checkpoint as ckpt
@@ -98,8 +99,8 @@ def prepare_images(dataset, options: TrainOptions, device: torch.device) -> torc
     array = dataset.images if hasattr(dataset, "images") else dataset
     count = len(array)
     if options.subset is not None:
-        if options.subset > count:
-            raise MicrotuneError(f"--subset {options.subset} exceeds the dataset's {count} images.")
+        if problem := subset_problem(options.subset, count):
+            raise MicrotuneError(f"--subset: {problem}.")
         index = dataset.subset(options.subset, options.seed) if hasattr(dataset, "subset") else np.arange(options.subset)
         array = array[np.asarray(index)]
     images = torch.from_numpy(np.array(array, copy=True))  # writable, contiguous, in memory

@@ -90,16 +90,15 @@ def load_split(options: SegOptions):
     """(train arrays, test arrays, class names) as uint8 images and masks; refuses (MicrotuneError)
     a dataset without masks, a split that leaves a side empty and a --subset larger than the
     training side, so a command can call it before it creates anything."""
-    from microtune.data.dataset import Dataset
+    from microtune.data.dataset import Dataset, subset_problem
 
     dataset = Dataset.open(options.data)
     if dataset.masks is None:
         raise MicrotuneError(f"--data {options.data}: the dataset has no masks (prepare it with --masks).")
     train, test = split_indices(dataset, options.split)
     if options.subset:
-        if options.subset > train.size:
-            raise MicrotuneError(f"--subset {options.subset} exceeds the {train.size} training images of "
-                                 f"--data {options.data} (--split {options.split}).")
+        if problem := subset_problem(options.subset, train.size, "the {} training images"):
+            raise MicrotuneError(f"--subset: {problem} of --data {options.data} (--split {options.split}).")
         train = train[np.random.default_rng(options.seed).permutation(train.size)[:options.subset]]
         train.sort()
     images, masks = np.asarray(dataset.images), np.asarray(dataset.masks)

@@ -89,7 +89,7 @@ def test_subsets_are_stratified_across_specimens():
 
 def test_subset_larger_than_dataset_names_both_numbers(tmp_path, images):
     ds = Dataset.open(write(tmp_path / "ds", images))
-    with pytest.raises(DatasetError, match=r"subset size 13 is larger than the dataset's 12 images"):
+    with pytest.raises(DatasetError, match=r"A subset of 13 images is larger than the dataset's 12 images\."):
         ds.subset(13, seed=0)
     with pytest.raises(DatasetError, match="positive integer"):
         ds.subset(0)

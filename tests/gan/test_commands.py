@@ -89,6 +89,25 @@ def test_bad_option_values_exit_2_with_one_sentence(dataset_dir, tmp_path, capsy
     assert not run.exists()
 
 
+def test_every_option_has_a_flag_checked_as_it_is_parsed(dataset_dir, tmp_path, capsys):
+    """Options without a hand-written flag get one generated from their field (--ada-kimg, --lr-g, ...):
+    the value reaches the resolved options (`none` where None is allowed), a bad one is refused by
+    argparse naming the flag, and an option not given keeps the preset's value."""
+    base = ("train", "--data", str(dataset_dir), "--out", str(tmp_path / "run"), "--cfg", "tiny", "--dry-run")
+    assert _run(*base, "--ada-kimg", "2", "--lr-g", "1e-3", "--ema-rampup", "none", "--fused-modconv",
+                "--r1-interval", "8") == 0
+    options = json.loads(capsys.readouterr().out)
+    assert (options["ada_kimg"], options["lr_g"], options["ema_rampup"]) == (2.0, 1e-3, None)
+    assert options["fused_modconv"] is True and options["r1_interval"] == 8
+    assert options["lr_d"] == 0.0025 and options["ema_kimg"] == 5  # not given: the tiny preset's
+    for flags, message in [(("--ada-kimg", "0"), "argument --ada-kimg: must be > 0, got 0.0"),
+                           (("--r1-interval", "2.5"), "argument --r1-interval: must be a whole number, got '2.5'"),
+                           (("--beta1", "none"), "argument --beta1: must be a number, got 'none'")]:
+        with pytest.raises(SystemExit) as info:
+            _run(*base, *flags)
+        assert info.value.code == 2 and capsys.readouterr().err.strip().endswith(message)
+
+
 def test_a_bad_value_is_refused_before_the_dataset_is_read(tmp_path, capsys):
     from microtune.cli import main
 

@@ -89,7 +89,7 @@ def test_split_lists_are_checked_before_out_appears(synth3, tmp_path):
             args.handler(args)
         assert not (tmp_path / "run").exists()
     args = _parse("--data", str(synth3), "--method", "otsu", "--out", str(tmp_path / "run"), "--subset", "13")
-    with pytest.raises(MicrotuneError, match="--subset 13 exceeds the 12 training images"):
+    with pytest.raises(MicrotuneError, match="--subset: a subset of 13 images is larger than the 12 training images"):
         args.handler(args)
     assert not (tmp_path / "run").exists()
 

@@ -174,8 +174,11 @@ def _check_value(spec: StudySpec, where: str, key: str, value: Any, count: int |
         gan_config.check_value(key, value)
     except gan_config.OptionsError as exc:
         fail(spec, where, exc.problem)
-    if key == "subset" and value is not None and count is not None and value > count:
-        fail(spec, where, f"a subset of {value} images is larger than the dataset's {count} images")
+    if key == "subset" and value is not None and count is not None:
+        from microtune.data.dataset import subset_problem
+
+        if problem := subset_problem(value, count):
+            fail(spec, where, problem)
 
 
 def _check_resolved(spec: StudySpec, resolution: int, gan_config: Any) -> None:
