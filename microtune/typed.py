@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic_core import PydanticCustomError
 
+from microtune.errors import MicrotuneError
+
 Label = Callable[[str], str]   # option name -> what a message calls it (a CLI flag, a YAML path)
 RULE = "rule"                   # the error type of :func:`rule`
 
@@ -97,6 +99,31 @@ def choices(annotation: Any) -> tuple:
         annotation = annotation.annotation
     kind, _ = unwrap(annotation)
     return get_args(kind) if get_origin(kind) is Literal else ()
+
+
+def flag_type(kind: type, check: Callable[[Any], None], *, optional: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type=`` for one option's flag: the text as ``kind`` (``none`` as None where the
+    option is ``optional``), then ``check`` (the model's rule for the option, raising an error with a
+    ``problem`` sentence), so a bad value is argparse's usage error naming the flag (exit status 2)."""
+    import argparse
+
+    def convert(text: str):
+        if optional and text.strip().lower() == "none":
+            value = None
+        else:
+            try:
+                value = kind(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+        try:
+            check(value)
+        except MicrotuneError as exc:
+            raise argparse.ArgumentTypeError(getattr(exc, "problem", str(exc))) from None
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in its own messages
+    return convert
 
 
 def yaml_reads_as_text(text: str) -> bool:

@@ -90,33 +90,16 @@ def _add_generated_flags(group) -> None:
 
 
 def _checked(name: str, kind: type):
-    """An argparse type: the text as ``kind`` (``none`` where the option may be None), then the
-    option's range rule, so a bad value is a usage error naming the flag."""
+    """An argparse type for option ``name``: its rule checked as the flag is parsed."""
     from microtune.gan.config import OptionsError, check_value
+    from microtune.typed import flag_type
 
     try:
         check_value(name, None)
         optional = True
     except OptionsError:
         optional = False
-
-    def convert(text: str):
-        if optional and text.strip().lower() == "none":
-            value = None
-        else:
-            try:
-                value = kind(text)
-            except ValueError:
-                raise argparse.ArgumentTypeError(
-                    f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
-        try:
-            check_value(name, value)
-        except OptionsError as exc:
-            raise argparse.ArgumentTypeError(exc.problem) from None
-        return value
-
-    convert.__name__ = kind.__name__  # argparse names the type in its own messages
-    return convert
+    return flag_type(kind, lambda value: check_value(name, value), optional=optional)
 
 
 def _add_generate(sub) -> None:

@@ -82,22 +82,10 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
 
 def _check(name: str, kind: type):
     """An argparse type: the text as ``kind``, then the model's rule for option ``name``."""
-    from microtune.seg.options import SegOptionsError, check_value
+    from microtune.seg.options import check_value
+    from microtune.typed import flag_type
 
-    def convert(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
-        try:
-            check_value(name, value)
-        except SegOptionsError as exc:
-            raise argparse.ArgumentTypeError(exc.problem) from None
-        return value
-
-    convert.__name__ = kind.__name__  # argparse names the type in its own messages
-    return convert
+    return flag_type(kind, lambda value: check_value(name, value))
 
 
 def _threads(text: str) -> int:
