@@ -130,6 +130,7 @@ def trial_table(uri: str, experiment: str, axis: str):
         rows.append({"axis": _value(r.get(f"params.{axis}")), "seed": int(float(r["params.seed"])),
                      "status": r["status"], "duration_s": round(float(r["duration_s"]), 1),
                      "best_fid": _num(r.get(f"metrics.{schema.BEST_FID}")),
+                     "final_fid": _num(r.get(f"metrics.{schema.FID}")),  # at the end of training (the last evaluation)
                      "best_recall": _num(r.get(f"metrics.{schema.BEST_RECALL}")),
                      "kimg": _num(r.get(f"metrics.{schema.KIMG}")),
                      "ada_p": _num(r.get(f"metrics.{schema.ADA_P}"))})  # the last p: how much ADA augmented
@@ -246,6 +247,7 @@ def run_study(study: str, args, root: Path, dataset: Path) -> dict:
             result["trials"] = rows
             result["trial_seconds"] = round(sum(r["duration_s"] for r in rows), 1)
             result["best_fid"] = groups(rows, "best_fid")
+            result["final_fid"] = groups(rows, "final_fid")
             result["best_recall"] = groups(rows, "best_recall")
             if study == "dataset_size":
                 result["laws"] = size_laws(rows, DATA["count"])
