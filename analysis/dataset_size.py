@@ -95,19 +95,14 @@ def scaling(study: StudyData, out: Path, keys: list[str]) -> list[Path]:
                    label="median per size (labelled: images)")
         grid = np.linspace(transform(medians[AXIS]).min(), transform(medians[AXIS]).max(), 50)
         ax.plot(grid, fit["slope"] * grid + fit["intercept"], color=common.COLORS[3], label="least-squares line")
-        # the line falls (FID) or rises (recall): the free corner is lower left or upper left
-        ax.text(0.04, 0.05 if key == schema.FID else 0.95,
-                f"{metric_name(key)} = {fit['slope']:.4g} · {name} + {fit['intercept']:.4g}\n$R^2$ = {fit['r2']:.3f}",
-                transform=ax.transAxes, ha="left", va="bottom" if key == schema.FID else "top", fontsize=9,
-                zorder=1, bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7", "alpha": 0.8})
-        # (below the points: a trial in the box's corner stays visible)
         for size, y in zip(medians[AXIS], medians["best"]):
             ax.annotate(f"{size:g}", (transform(size), y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         word = "lowest" if key in schema.LOWER_IS_BETTER else "highest"
         ax.set(xlabel=xlabel, ylabel=f"best {metric_name(key)} ({word} of each trial)",
-               title=f"({letter}) best {metric_name(key)} against {name}")
+               title=f"({letter}) best {metric_name(key)} against {name}\n"  # the fit in the title: no corner
+                     f"line: {fit['slope']:.4g} · {name} + {fit['intercept']:.4g}, $R^2$ = {fit['r2']:.3f}")  # is always free
         ax.grid(True, alpha=0.3)
-        ax.legend(frameon=False, loc="upper right" if key == schema.FID else "lower right")
+        ax.legend(frameon=False, loc="best")
     fig.suptitle(study.title("Scaling of the best FID and recall with the training-set size"))
     fig.tight_layout()
     table = pd.DataFrame(rows, columns=["quantity", "x", "slope", "intercept", "r2", "n_points", "fit_on"])
