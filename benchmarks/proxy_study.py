@@ -10,7 +10,8 @@ experiment, then a JSON summary under ``benchmarks/results/``:
   ``analysis/dataset_size.py``), and the same fit through every trial.
 - ``target_rt``     (``sweeps/proxy_target_rt.yaml``): best FID per ADA target, min/median/max
   over seeds; where the minimum is (study, Fig. 2: r_t = 0.5).
-- ``augmentations`` (``sweeps/proxy_augmentations.yaml``): best FID per augmentation type.
+- ``augmentations`` (``sweeps/proxy_augmentations.yaml``): best FID and FID at the end of training
+  per augmentation type.
 - ``rt_asha``       (``sweeps/proxy_rt_asha.yaml`` against ``proxy_target_rt.yaml``): the r_t
   decision made by the grid and by ASHA, each with 3 seed sets; trial-seconds (sum of the trial
   runs' durations in MLflow) and whether ASHA picks the grid's r_t. The grid's seed sets are the
@@ -19,7 +20,7 @@ experiment, then a JSON summary under ``benchmarks/results/``:
 
 Data: ``microtune data synth --count 1000 --resolution 32 --specimens 100 --seed 0`` (made once
 under ``runs/proxy/data``). Every study runs in its own project directory ``runs/proxy/<study>``
-(its own MLflow store and server, stopped at the end). ``--kimg`` and ``--seeds`` shorten a study
+(its own MLflow store and server, stopped at the end when this command started it). ``--kimg`` and ``--seeds`` shorten a study
 (the derived spec is written beside it and recorded in the JSON). The machine's load average is
 sampled every 15 s during the launch and recorded beside the wall time.
 
