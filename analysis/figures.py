@@ -60,8 +60,8 @@ def summary_table(summary: pd.DataFrame, key: str, axis_name: str) -> pd.DataFra
 def table_note(study: StudyData, key: str) -> str:
     """The note under a best-value table (and the random-detector warning)."""
     note = f"Best {key} of each trial over its whole training; median, min and max over its seeds."
-    if study.random_detector:
-        note += f" Scored with a random-weight detector ({study.detector}): not comparable with published values."
+    if study.offline_detector:
+        note += f" Scored with a {study.offline_detector} ({study.detector}): not comparable with published values."
     return note
 
 

@@ -30,7 +30,7 @@ from microtune.tracking import mlflow_io, schema
 
 FAILED_STATUSES = ("FAILED", "KILLED")
 AUGPIPE_ORDER = ("none", "blit", "geom", "color", "filter", "noise", "cutout")  # the study's Fig. 1
-RANDOM_DETECTOR_NOTE = "random-weight detector: not comparable with published FID/recall"
+NOT_COMPARABLE = "not comparable with published FID/recall"
 UNKNOWN_DETECTOR = "unknown"
 
 
@@ -46,14 +46,20 @@ class StudyData:
     dropped: list[str] = field(default_factory=list)
 
     @property
-    def random_detector(self) -> bool:
-        """True when the numbers come from a random-weight (offline) detector."""
-        return self.detector.startswith("random")
+    def offline_detector(self) -> str | None:
+        """What the detector is when its numbers are not comparable with published ones: "random-weight
+        detector" (``random-seed:N``) or "detector trained here on textures" (``texture-vgg19-seed:N``);
+        None for the standard Inception/VGG pair (or a study that did not record its detector)."""
+        if self.detector.startswith("random"):
+            return "random-weight detector"
+        if self.detector.startswith("texture"):
+            return "detector trained here on textures"
+        return None
 
     def title(self, text: str) -> str:
-        """A figure title: ``text``, the experiment, and the random-detector warning if it applies."""
+        """A figure title: ``text``, the experiment, and the offline-detector warning if it applies."""
         title = f"{text} ({self.experiment})"
-        return f"{title}\n[{RANDOM_DETECTOR_NOTE}: {self.detector}]" if self.random_detector else title
+        return f"{title}\n[{self.offline_detector}: {NOT_COMPARABLE}: {self.detector}]" if self.offline_detector else title
 
     def plain_title(self, text: str) -> str:
         """:meth:`title` on one line (for Markdown headings)."""

@@ -93,8 +93,8 @@ def make_from_uri(tracking_uri: str, experiment: str, out: Path, detector: str |
     steps.append(("Segmentation methods (HPTL Tables 2 and 3)", lambda o: hptl_tables.make_from_uri(tracking_uri, experiment, o, launch)))
     steps.append(("Compute", lambda o: compute.make_from_uri(tracking_uri, experiment, o, launch)))
     md = [f"# Analysis of `{experiment}`\n", f"Tracking URI: `{tracking_uri}`\n"]
-    if study is not None and study.random_detector:
-        md.append(f"**Scored with a random-weight detector ({study.detector}): the numbers are not comparable with published FID/recall.**\n")
+    if study is not None and study.offline_detector:
+        md.append(f"**Scored with a {study.offline_detector} ({study.detector}): the numbers are not comparable with published FID/recall.**\n")
     body, written = [], []
     for title, step in steps:
         try:
@@ -111,8 +111,9 @@ def make_from_uri(tracking_uri: str, experiment: str, out: Path, detector: str |
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.md").write_text("\n".join(md))
     head = f"<h1>Analysis of {html.escape(experiment)}</h1><p>Tracking URI: <code>{html.escape(tracking_uri)}</code></p>"
-    if study is not None and study.random_detector:
-        head += f"<p><strong>Scored with a random-weight detector ({html.escape(study.detector)}): not comparable with published values.</strong></p>"
+    if study is not None and study.offline_detector:
+        head += (f"<p><strong>Scored with a {study.offline_detector} ({html.escape(study.detector)}): not comparable "
+                 "with published values.</strong></p>")
     page = (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(experiment)}</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
             "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd}</style></head><body>"

@@ -243,7 +243,8 @@ def run_metrics(args: argparse.Namespace) -> int:
     if evaluator.content_hash != dataset.content_hash:
         payload["manifest_sha256"] = dataset.content_hash
     if args.detector != "standard":
-        payload["note"] = f"values made with the random-weight detector {args.detector}; not comparable with FID/KID/PR"
+        kind = "random-weight detector" if args.detector.startswith("random") else "detector trained here on textures"
+        payload["note"] = f"values made with the {kind} {args.detector}; not comparable with published FID/KID/PR"
     print(json.dumps(payload))
     if args.out:
         _write_json(Path(args.out), payload)

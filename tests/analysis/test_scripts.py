@@ -63,7 +63,12 @@ def test_target_rt_is_flagged_as_random_detector(store, tmp_path):
     assert_groups(table, "ADA target r_t", expected)
     assert "random-weight detector" in (tmp_path / "target_rt_best_fid.md").read_text()
     study = load_study(store, "target_rt")
-    assert study.random_detector and "random-weight detector" in study.title("x")
+    assert study.offline_detector == "random-weight detector" and "random-weight detector" in study.title("x")
+    # a study scored with the texture-trained detector is flagged too, as what it is
+    study.detector = "texture-vgg19-seed:0:865a403a0bef"
+    assert "detector trained here on textures: not comparable" in study.title("x")
+    study.detector = "standard"
+    assert study.offline_detector is None and study.title("x") == "x (target_rt)"
 
 
 def test_dataset_size_and_scaling_laws(store, tmp_path):
