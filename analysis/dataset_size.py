@@ -98,9 +98,10 @@ def scaling(study: StudyData, out: Path, keys: list[str]) -> list[Path]:
         for size, y in zip(medians[AXIS], medians["best"]):
             ax.annotate(f"{size:g}", (transform(size), y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         word = "lowest" if key in schema.LOWER_IS_BETTER else "highest"
+        # the fit goes in the title: when the law fails, no corner of the axes is free of points
         ax.set(xlabel=xlabel, ylabel=f"best {metric_name(key)} ({word} of each trial)",
-               title=f"({letter}) best {metric_name(key)} against {name}\n"  # the fit in the title: no corner
-                     f"line: {fit['slope']:.4g} · {name} + {fit['intercept']:.4g}, $R^2$ = {fit['r2']:.3f}")  # is always free
+               title=f"({letter}) best {metric_name(key)} against {name}\n"
+                     f"line: {fit['slope']:.4g} · {name} + {fit['intercept']:.4g}, $R^2$ = {fit['r2']:.3f}")
         ax.grid(True, alpha=0.3)
         ax.legend(frameon=False, loc="best")
     fig.suptitle(study.title("Scaling of the best FID and recall with the training-set size"))
