@@ -50,11 +50,7 @@ class StudyData:
         """What the detector is when its numbers are not comparable with published ones: "random-weight
         detector" (``random-seed:N``) or "detector trained here on textures" (``texture-vgg19-seed:N``);
         None for the standard Inception/VGG pair (or a study that did not record its detector)."""
-        if self.detector.startswith("random"):
-            return "random-weight detector"
-        if self.detector.startswith("texture"):
-            return "detector trained here on textures"
-        return None
+        return schema.offline_detector_kind(self.detector)
 
     def title(self, text: str) -> str:
         """A figure title: ``text``, the experiment, and the offline-detector warning if it applies."""

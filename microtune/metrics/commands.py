@@ -243,7 +243,9 @@ def run_metrics(args: argparse.Namespace) -> int:
     if evaluator.content_hash != dataset.content_hash:
         payload["manifest_sha256"] = dataset.content_hash
     if args.detector != "standard":
-        kind = "random-weight detector" if args.detector.startswith("random") else "detector trained here on textures"
+        from microtune.tracking.schema import offline_detector_kind
+
+        kind = offline_detector_kind(args.detector)
         payload["note"] = f"values made with the {kind} {args.detector}; not comparable with published FID/KID/PR"
     print(json.dumps(payload))
     if args.out:

@@ -102,3 +102,14 @@ STUDY_TRIALS = "trials"
 STUDY_SEARCH_METHOD = "method"
 STUDY_SCHEDULER = "scheduler"
 STUDY_SEEDS = "seeds"
+
+
+def offline_detector_kind(detector: str) -> str | None:
+    """What a ``detector`` tag value is when its numbers are not comparable with published FID/KID/
+    recall: "random-weight detector" (``random-seed:N``) or "detector trained here on textures"
+    (``texture-vgg19-seed:N``); None for the standard Inception/VGG pair or an unknown value."""
+    if detector.startswith("random"):
+        return "random-weight detector"
+    if detector.startswith("texture"):
+        return "detector trained here on textures"
+    return None
