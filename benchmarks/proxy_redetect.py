@@ -25,9 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from proxy_study import DATA, STUDIES, LoadSampler, fit, groups  # beside this script (its folder is sys.path[0])
+from proxy_study import DATA, STUDIES, LoadSampler, groups, size_laws  # beside this script (its folder is sys.path[0])
 
 ROOT = Path(__file__).resolve().parents[1]
 AXES = {"dataset_size": "subset", "augmentations": "augpipe", "target_rt": "ada_target"}
@@ -104,10 +102,7 @@ def main(argv=None) -> int:
                                   "rows": checks},
               "trials": rows, "best_fid": groups(rows, "best_fid"), "final_fid": groups(rows, "final_fid")}
     if args.study == "dataset_size":
-        sizes = sorted({r["axis"] for r in rows})
-        med = [float(np.median([r["best_fid"] for r in rows if r["axis"] == s])) for s in sizes]
-        result["fid_vs_log10_size_medians"] = fit(np.log10(sizes), med)
-        result["fid_vs_log10_size_trials"] = fit(np.log10([r["axis"] for r in rows]), [r["best_fid"] for r in rows])
+        result.update(size_laws(rows, DATA["count"], recall=False))
     slug = re.sub(r"[^a-z0-9]+", "_", args.detector.lower()).strip("_")
     out = args.json or ROOT / "benchmarks" / "results" / f"proxy_{args.study}_{slug}.json"
     from microtune.io import atomic_write_json

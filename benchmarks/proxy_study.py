@@ -175,20 +175,22 @@ def fit(x, y) -> dict:
             "n": line["n_points"]}
 
 
-def size_laws(rows: list[dict], count: int) -> dict:
-    """The study's two laws, fitted through the per-size medians and through every trial."""
+def size_laws(rows: list[dict], count: int, recall: bool = True) -> dict:
+    """The study's two laws (the FID law only, without ``recall``), fitted through the per-size medians
+    and through every trial."""
     ok = [r for r in rows if r["best_fid"] is not None]
     size = lambda r: r["axis"] if r["axis"] is not None else count  # noqa: E731
     sizes = sorted({size(r) for r in ok})
-    med = {k: [float(np.median([r[k] for r in ok if size(r) == s and r[k] is not None])) for s in sizes]
-           for k in ("best_fid", "best_recall")}
-    return {
-        "fid_vs_log10_size_medians": fit(np.log10(sizes), med["best_fid"]),
-        "recall_vs_sqrt_size_medians": fit(np.sqrt(sizes), med["best_recall"]),
-        "fid_vs_log10_size_trials": fit(np.log10([size(r) for r in ok]), [r["best_fid"] for r in ok]),
-        "recall_vs_sqrt_size_trials": fit(np.sqrt([size(r) for r in ok]), [r["best_recall"] for r in ok]),
-        "sizes": sizes, "median_best_fid": med["best_fid"], "median_best_recall": med["best_recall"],
-    }
+    keys = ("best_fid", "best_recall") if recall else ("best_fid",)
+    med = {k: [float(np.median([r[k] for r in ok if size(r) == s and r[k] is not None])) for s in sizes] for k in keys}
+    laws = {"fid_vs_log10_size_medians": fit(np.log10(sizes), med["best_fid"]),
+            "fid_vs_log10_size_trials": fit(np.log10([size(r) for r in ok]), [r["best_fid"] for r in ok]),
+            "sizes": sizes, "median_best_fid": med["best_fid"]}
+    if recall:
+        laws.update({"recall_vs_sqrt_size_medians": fit(np.sqrt(sizes), med["best_recall"]),
+                     "recall_vs_sqrt_size_trials": fit(np.sqrt([size(r) for r in ok]), [r["best_recall"] for r in ok]),
+                     "median_best_recall": med["best_recall"]})
+    return laws
 
 
 def analyse(study: str, uri: str, experiment: str, out: Path) -> list[str]:
